@@ -1,0 +1,115 @@
+"""`salesmesh …`: the command line. Exit codes: 0 success, 1 a failed check, 2 usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from salesmesh.errors import MeshError, SourceError
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        source, sep, target = pair.partition("=")
+        if not sep or not source or not target:
+            msg = f"--map expects SOURCE=TARGET (e.g. 'Qtd Vendida=sales'), got {pair!r}"
+            raise argparse.ArgumentTypeError(msg)
+        mapping[source] = target
+    return mapping
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from salesmesh.data import Contract, validate_file
+
+    contract = Contract(mapping=_mapping(args.map), horizon=args.horizon)
+    report = validate_file(args.path, contract)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.to_text())
+    return 0 if report.ok else 1
+
+
+def _cmd_sample_data(args: argparse.Namespace) -> int:
+    from salesmesh.sample import write_sample
+
+    frame = write_sample(
+        Path(args.out), stores=args.stores, products=args.products, days=args.days, seed=args.seed
+    )
+    print(
+        f"wrote {len(frame):,} rows ({args.stores} stores x {args.products} products x "
+        f"{args.days} days) to {args.out}"
+    )
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="salesmesh", description="Event-driven MLOps for sales demand forecasting."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate",
+        help="check a sales file against the data contract",
+        description="Check a sales file (local path or gs:// URI) against the data contract. "
+        "Exit 0 when valid, 1 when not, 2 for usage errors.",
+    )
+    validate.add_argument("path", help="local path or gs://bucket/object")
+    validate.add_argument("--json", action="store_true", help="print the report as JSON")
+    validate.add_argument(
+        "--horizon", type=_positive, default=28, help="forecast horizon the data must support"
+    )
+    validate.add_argument(
+        "--map",
+        action="append",
+        metavar="SOURCE=TARGET",
+        help="map a column name to a canonical one (date, store_id, product_id, sales, price, "
+        "promo); repeatable",
+    )
+    validate.set_defaults(handler=_cmd_validate)
+
+    sample = commands.add_parser(
+        "sample-data",
+        help="generate realistic daily retail sales",
+        description="Generate daily retail sales with weekly and yearly seasonality, trend, "
+        "promotions, holidays, stock-outs and intermittent slow movers.",
+    )
+    sample.add_argument("out", help="output CSV path (.csv or .csv.gz)")
+    sample.add_argument("--stores", type=_positive, default=5)
+    sample.add_argument("--products", type=_positive, default=10)
+    sample.add_argument("--days", type=_positive, default=730)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.set_defaults(handler=_cmd_sample_data)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    except SourceError as exc:
+        # A path that cannot be read is the caller's mistake, like a bad flag.
+        print(f"salesmesh: error: {exc}", file=sys.stderr)
+        return 2
+    except MeshError as exc:
+        print(f"salesmesh: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
