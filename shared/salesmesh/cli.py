@@ -25,7 +25,9 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
 def _cmd_validate(args: argparse.Namespace) -> int:
     from salesmesh.data import Contract, validate_file
 
-    contract = Contract(mapping=_mapping(args.map), horizon=args.horizon)
+    contract = Contract(
+        mapping=_mapping(args.map), horizon=args.horizon, date_format=args.date_format
+    )
     report = validate_file(args.path, contract)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -77,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE=TARGET",
         help="map a column name to a canonical one (date, store_id, product_id, sales, price, "
         "promo); repeatable",
+    )
+    validate.add_argument(
+        "--date-format",
+        metavar="FORMAT",
+        help="strptime format of the date column (e.g. %%d/%%m/%%Y) when detection guesses wrong",
     )
     validate.set_defaults(handler=_cmd_validate)
 

@@ -1,0 +1,63 @@
+"""What a sales file must satisfy: the canonical columns and the limits a caller can tune."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+GiB = 1024**3
+
+#: The columns every normalised frame starts with, in this order.
+KEY_COLUMNS = ("date", "store_id", "product_id")
+TARGET = "sales"
+#: Regressors with their own rules; any other extra numeric column is a plain regressor.
+PRICE = "price"
+PROMO = "promo"
+CANONICAL = (*KEY_COLUMNS, TARGET, PRICE, PROMO)
+
+#: Periods per season by frequency family; used to ask for enough history.
+SEASON_BY_FAMILY: Mapping[str, int] = MappingProxyType({"D": 7, "W": 4, "M": 12, "Q": 4})
+
+
+def _empty_mapping() -> Mapping[str, str]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How to read a sales file and how much of it to accept.
+
+    `mapping` maps a column name in the file (matched case-, accent- and whitespace-insensitively)
+    to a canonical name (date, store_id, product_id, sales, price, promo) or to any other name,
+    which makes that column a numeric regressor. It overrides the built-in aliases.
+
+    `horizon` is in periods of the file's frequency. `date_format` forces a strptime format
+    instead of detection. `max_bytes` bounds the stored object (checked from metadata before
+    reading), `max_decompressed_bytes` the gunzipped content (checked while inflating),
+    `max_rows` the data rows and `max_columns` the header width.
+    """
+
+    # Excluded from the hash because a mapping is not hashable; equality still compares it.
+    mapping: Mapping[str, str] = field(default_factory=_empty_mapping, hash=False)
+    horizon: int = 28
+    date_format: str | None = None
+    max_bytes: int = 2 * GiB
+    max_decompressed_bytes: int = 4 * GiB
+    max_rows: int = 20_000_000
+    max_columns: int = 200
+
+    def __post_init__(self) -> None:
+        # Programming errors, not data problems: fail loudly at construction.
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        for name in ("max_bytes", "max_decompressed_bytes", "max_rows", "max_columns"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        # A frozen dataclass should not share a caller's mutable dict.
+        object.__setattr__(self, "mapping", MappingProxyType(dict(self.mapping)))
+
+    def history_needed(self, family: str) -> int:
+        """Periods the longest series needs so a backtest of `horizon` periods is meaningful."""
+        season = SEASON_BY_FAMILY.get(family, 1)
+        return max(2 * self.horizon, self.horizon + 2 * season)
