@@ -1,0 +1,119 @@
+"""Model artifact manifests: what a run wrote, with a sha256 per file, written last.
+
+The manifest's arrival is what tells the rest of the mesh a run is complete, and :func:`verify`
+is the only door into an artifact: nothing is read from a folder whose files do not match it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from salesmesh.errors import ArtifactIntegrityError
+
+MANIFEST = "manifest.json"
+FORMAT = "salesmesh-manifest/1"
+_LIBRARIES = ("salesmesh", "numpy", "pandas", "scikit-learn", "lightgbm", "matplotlib")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_manifest(directory: Path, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Hash every file under ``directory`` and write ``manifest.json`` atomically, last."""
+    files = {
+        path.relative_to(directory).as_posix(): {
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and not path.name.endswith(".tmp")
+    }
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "files": files,
+        "code_version": code_version(),
+        "libraries": library_versions(),
+        **(extra or {}),
+    }
+    staging = directory / f"{MANIFEST}.tmp"
+    staging.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    staging.replace(directory / MANIFEST)
+    return manifest
+
+
+def verify(directory: Path, required: Iterable[str] = ()) -> dict[str, Any]:
+    """Check every file listed in the manifest; raise :class:`ArtifactIntegrityError` if any
+    file is missing, altered or unlisted among ``required``. Returns the manifest."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        raise ArtifactIntegrityError(
+            f"{directory} has no {MANIFEST}: the artifact is incomplete (a run writes it last)"
+        )
+    try:
+        manifest = json.loads(path.read_text())
+        files = manifest["files"]
+        if manifest.get("format") != FORMAT or not isinstance(files, dict):
+            raise ValueError(f"format {manifest.get('format')!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactIntegrityError(f"{path} is not a salesmesh manifest: {exc}") from exc
+
+    unlisted = sorted(set(required) - set(files))
+    if unlisted:
+        raise ArtifactIntegrityError(f"{path} does not cover required file(s) {unlisted}")
+    problems: list[str] = []
+    root = directory.resolve()
+    for name, entry in sorted(files.items()):
+        target = (directory / name).resolve()
+        if root not in target.parents:
+            problems.append(f"{name}: points outside the artifact")
+        elif not target.is_file():
+            problems.append(f"{name}: missing")
+        elif sha256_file(target) != entry.get("sha256"):
+            problems.append(f"{name}: sha256 differs from the manifest (altered or corrupt)")
+    if problems:
+        raise ArtifactIntegrityError(f"refusing to load {directory}: " + "; ".join(problems[:10]))
+    return dict(manifest)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a model's behaviour depends on."""
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def code_version() -> str:
+    """The salesmesh version, plus the git commit when running from a checkout."""
+    from salesmesh import __version__
+
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    return f"{__version__}+g{commit}" if commit else __version__

@@ -1,0 +1,112 @@
+"""The model card: what was trained on what, how it scored against baselines, and two plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from salesmesh.forecast.backtest import MODEL, Backtest
+
+FORECAST_PLOT = "forecast_vs_actual.png"
+ERROR_PLOT = "error_by_horizon.png"
+_LABELS = {MODEL: "salesmesh (GBM+ETS)", "seasonal_naive": "seasonal naive", "ets": "ETS"}
+
+
+def write_plots(backtest: Backtest, directory: Path) -> list[str]:
+    """Total forecast vs actual at the last origin, and MASE by horizon step; returns file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers and training containers
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(9, 4))
+    axis.plot(
+        backtest.dates, np.nansum(backtest.actual, axis=0), color="black", lw=2, label="actual"
+    )
+    for name, forecast in backtest.forecasts.items():
+        axis.plot(
+            backtest.dates,
+            np.nansum(forecast, axis=0),
+            label=_LABELS[name],
+            lw=2 if name == MODEL else 1,
+            ls="-" if name == MODEL else "--",
+        )
+    axis.set_title(
+        f"Total sales across {len(backtest.series)} series, forecast from "
+        f"{backtest.last_origin.date()}"
+    )
+    axis.set_ylabel("units")
+    axis.legend()
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(directory / FORECAST_PLOT, dpi=100)
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(9, 4))
+    for name, figures in backtest.metrics["models"].items():
+        steps = [np.nan if v is None else v for v in figures["by_horizon"]["mase"]]
+        axis.plot(range(1, len(steps) + 1), steps, marker="o", ms=3, label=_LABELS[name])
+    axis.set_xlabel("horizon step")
+    axis.set_ylabel("MASE (lower is better)")
+    axis.set_title("Error by horizon step, pooled over backtest origins")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(directory / ERROR_PLOT, dpi=100)
+    plt.close(figure)
+    return [FORECAST_PLOT, ERROR_PLOT]
+
+
+def summary_lines(metrics: dict[str, Any]) -> list[str]:
+    """The accuracy table, one line per model, for the card and the console."""
+    lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
+    for name, figures in metrics["models"].items():
+        cells = [_fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
+        lines.append(f"{_LABELS[name]:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
+    return lines
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "n/a"
+
+
+def render(
+    metrics: dict[str, Any], model: dict[str, Any], data: dict[str, Any], plots: list[str]
+) -> str:
+    """Markdown text of the card."""
+    protocol = metrics["protocol"]
+    relative = metrics["relative_mase"]
+    table = "\n".join(f"    {line}" for line in summary_lines(metrics))
+    verdict = "beats" if (relative.get("vs_seasonal_naive") or 2) < 1 else "does NOT beat"
+    images = "\n".join(f"![{name}]({name})" for name in plots)
+    return f"""# Model card: salesmesh demand forecaster
+
+## Data
+- source: `{data.get("uri")}` (generation {data.get("generation")}, md5 {data.get("md5")})
+- rows: {data.get("rows")}, series: {model["series"]}, frequency: `{model["freq"]}`,
+  history to {model["last_date"]}
+- regressors: {", ".join(model["regressors"]) or "none"}
+
+## Model
+A global LightGBM model over all series (lags, rolling means, calendar, promo and price
+features, values scaled by each series' recent level), forecasting recursively, blended with
+per-series ETS: {model["blend_weight_gbm"]:.2f} GBM / {1 - model["blend_weight_gbm"]:.2f} ETS.
+Horizon {model["horizon"]} periods, season length {model["season_length"]}.
+
+## Backtest
+Rolling origin, {len(protocol["origins"])} origin(s) ({", ".join(protocol["origins"])}),
+{protocol["horizon"]} steps each; {protocol["refit"]}.
+
+{table}
+
+The model {verdict} seasonal naive (MASE ratio {relative.get("vs_seasonal_naive")}); ratio to
+ETS {relative.get("vs_ets")}.
+
+## Intended use and limits
+Store x product demand planning at the data's frequency. Forecasts assume the last known price
+and no promotions unless future regressors are given. Series with little history lean on what
+the model learned from the others; brand-new products need history before they can be forecast.
+
+{images}
+"""

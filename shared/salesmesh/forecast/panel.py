@@ -1,0 +1,148 @@
+"""Long sales tables <-> the dense (series x time) matrices the forecaster works on.
+
+A regular date grid is shared by all series. Before its first observation a series is NaN (it did
+not exist yet); a missing period after that counts as zero sales, because retail exports leave
+out days without sales, and regressors carry their last value forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from salesmesh.errors import ForecastError
+
+Matrix = NDArray[np.float64]
+
+# Season length and the calendar attributes the model may use, per frequency family.
+SEASON = {"D": 7, "B": 5, "W": 52, "M": 12, "Q": 4, "Y": 1, "H": 24}
+
+
+def infer_freq(dates: pd.Series) -> str:
+    """The pandas frequency alias of a date column, from the most common spacing between dates.
+
+    ``pd.infer_freq`` needs a perfectly regular index; sales exports have gaps and many series, so
+    the modal gap between consecutive unique dates decides, and the anchor (weekday, month start or
+    end) comes from the dates themselves.
+    """
+    unique = pd.DatetimeIndex(pd.to_datetime(dates).unique()).sort_values()
+    if len(unique) < 2:
+        raise ForecastError("cannot infer a frequency from fewer than two distinct dates")
+    days = int(pd.Series(np.diff(unique.asi8) // 86_400_000_000_000).mode().iloc[0])
+    if days == 1:
+        return "D"
+    if days == 7:
+        return f"W-{unique[0].day_name()[:3].upper()}"
+    if 28 <= days <= 31:
+        return "MS" if bool((unique.day == 1).all()) else "ME"
+    if 89 <= days <= 92:
+        return "QS" if bool((unique.day == 1).all()) else "QE"
+    if 365 <= days <= 366:
+        return "YS" if bool((unique.day == 1).all()) else "YE"
+    raise ForecastError(
+        f"unsupported spacing of {days} days between dates; use daily, weekly, "
+        "monthly, quarterly or yearly data"
+    )
+
+
+def season_length(freq: str) -> int:
+    """Periods per seasonal cycle used by the baselines and lags (7 for daily, 12 for monthly)."""
+    family = pd.tseries.frequencies.to_offset(freq).name.split("-")[0].rstrip("SE") or "D"
+    return SEASON.get(family[0], 1)
+
+
+@dataclass
+class Panel:
+    """Aligned matrices for every series over one regular date grid."""
+
+    series: NDArray[np.object_]
+    dates: pd.DatetimeIndex
+    values: Matrix
+    regressors: dict[str, Matrix]
+    freq: str
+
+    @property
+    def starts(self) -> NDArray[np.int64]:
+        """Index of each series' first observation."""
+        observed = ~np.isnan(self.values)
+        return np.asarray(np.argmax(observed, axis=1), dtype=np.int64)
+
+    def truncate(self, end: int) -> Panel:
+        """The panel as it was known before grid position ``end`` (for backtests)."""
+        return Panel(
+            self.series,
+            self.dates[:end],
+            self.values[:, :end],
+            {name: matrix[:, :end] for name, matrix in self.regressors.items()},
+            self.freq,
+        )
+
+
+def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
+    """Pivot ``series_id, date, sales [+ regressors]`` into a :class:`Panel`."""
+    missing = {"series_id", "date", "sales"} - set(history.columns)
+    if missing:
+        raise ForecastError(
+            f"history lacks column(s) {sorted(missing)}; it needs series_id, date, sales "
+            "and optional numeric regressors"
+        )
+    if history.empty:
+        raise ForecastError("history is empty")
+    frame = history.copy()
+    frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
+    freq = freq or infer_freq(frame["date"])
+    frame["date"] = snap(frame["date"], freq)
+    regressor_names = [c for c in frame.columns if c not in ("series_id", "date", "sales")]
+    aggregations = {"sales": "sum", **{name: "mean" for name in regressor_names}}
+    frame = frame.groupby(["series_id", "date"], sort=True).agg(aggregations)
+
+    dates = frame.index.get_level_values("date")
+    grid = pd.date_range(dates.min(), dates.max(), freq=freq)
+    series = frame.index.get_level_values("series_id").unique().to_numpy(dtype=object)
+    series_codes = pd.Index(series).get_indexer(frame.index.get_level_values("series_id"))
+    date_codes = grid.get_indexer(dates)
+    if (date_codes < 0).any():
+        raise ForecastError(f"dates do not fall on a {freq} grid, e.g. {dates[date_codes < 0][0]}")
+
+    values = np.full((len(series), len(grid)), np.nan)
+    values[series_codes, date_codes] = frame["sales"].to_numpy(dtype=float)
+    observed = ~np.isnan(values)
+    started = np.maximum.accumulate(observed, axis=1)
+    values[started & ~observed] = 0.0  # a gap after a series began is a period without sales
+
+    regressors: dict[str, Matrix] = {}
+    for name in regressor_names:
+        matrix = np.full_like(values, np.nan)
+        matrix[series_codes, date_codes] = frame[name].to_numpy(dtype=float)
+        regressors[name] = _forward_fill(matrix)
+    return Panel(series, grid, values, regressors, freq)
+
+
+def snap(dates: pd.Series, freq: str) -> pd.Series:
+    """Move each date onto the grid of ``freq`` (a month's sales dated the 15th join ``MS``)."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    name = offset.name
+    if name == "D":
+        return dates
+    period = name if name.startswith("W") else {"M": "M", "Q": "Q", "Y": "Y"}[name[0]]
+    periods = pd.PeriodIndex(dates, freq=period)
+    if name.split("-")[0].endswith("S"):  # "MS", "QS-JAN": dated at the start of the period
+        snapped = periods.start_time
+    else:  # weeks end on their anchor day; "ME", "QE" are dated at the period's end
+        snapped = periods.end_time.normalize()
+    return pd.Series(snapped, index=dates.index, name=dates.name)
+
+
+def _forward_fill(matrix: Matrix) -> Matrix:
+    """Carry each row's last observed value forward along time."""
+    index = np.where(~np.isnan(matrix), np.arange(matrix.shape[1]), 0)
+    np.maximum.accumulate(index, axis=1, out=index)
+    return matrix[np.arange(matrix.shape[0])[:, None], index]
+
+
+def future_dates(dates: pd.DatetimeIndex, freq: str, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon`` grid dates that follow the last date of ``dates``."""
+    return pd.date_range(dates[-1], periods=horizon + 1, freq=freq)[1:]

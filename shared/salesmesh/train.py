@@ -1,0 +1,224 @@
+"""Training entrypoint: ``python -m salesmesh.train --data URI [--output URI] [--horizon N]``.
+
+The same command runs as a Vertex AI custom job (output defaults to ``AIP_MODEL_DIR``), as the
+local mesh's training subprocess and by hand. It validates the data, backtests, fits the final
+model and publishes one run folder: model files, ``metrics.json``, ``model_card.md`` with plots,
+``validation.json``, ``series.csv`` and, last, ``manifest.json``, whose arrival means "complete".
+Exit codes: 0 trained, 1 rejected data or failed run, 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from salesmesh.artifact import MANIFEST, write_manifest
+from salesmesh.errors import InvalidDatasetError, MeshError, SourceError
+
+SERIES_SEPARATOR = "/"
+
+
+class _Progress:
+    """Timestamped progress lines on stderr, so a long job shows where it is."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.perf_counter() - self._start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract-normalised sales -> (history with ``series_id``, table of series ids).
+
+    A series is one store x product; the table maps ids back for the prediction server.
+    """
+    ids = sales["store_id"].astype(str) + SERIES_SEPARATOR + sales["product_id"].astype(str)
+    history = sales.drop(columns=["store_id", "product_id"]).assign(series_id=ids)
+    table = (
+        sales[["store_id", "product_id"]]
+        .assign(series_id=ids)
+        .drop_duplicates("series_id")
+        .sort_values("series_id")[["series_id", "store_id", "product_id"]]
+    )
+    return history, table
+
+
+def run(
+    data: str,
+    output: str,
+    horizon: int = 28,
+    origins: int = 3,
+    mapping: Mapping[str, str] | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train on ``data`` and publish the run to ``output`` (local folder or ``gs://`` prefix).
+
+    Returns the manifest. Raises :class:`InvalidDatasetError` when the data breaks the contract.
+    """
+    from salesmesh.data import Contract, load_sales
+    from salesmesh.forecast import backtest, card, describe
+    from salesmesh.forecast.model import Params, fit_panel
+    from salesmesh.forecast.panel import to_panel
+
+    say = progress or _Progress()
+    say(f"reading {data}")
+    loaded = load_sales(data, Contract(mapping=dict(mapping or {}), horizon=horizon))
+    if not loaded.report.ok or loaded.frame is None:
+        raise InvalidDatasetError(f"{data} was rejected:\n{loaded.report.to_text()}")
+    stats = loaded.report.stats
+    say(
+        f"validated {len(loaded.frame):,} rows, {stats.get('series')} series, "
+        f"frequency {stats.get('freq')}"
+    )
+
+    history, table = series_frame(loaded.frame)
+    panel = to_panel(history, stats.get("freq"))
+    params = Params()
+    say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive and ETS")
+    result = backtest.run(panel, horizon, origins, params)
+    say(
+        f"backtest MASE {result.metrics['models'][backtest.MODEL]['mase']:.3f} "
+        f"(seasonal naive {result.metrics['models']['seasonal_naive']['mase']:.3f}, "
+        f"ETS {result.metrics['models']['ets']['mase']:.3f})"
+    )
+    say("fitting the final model on all history")
+    forecaster = fit_panel(panel, horizon, params, blend_weight=result.blend_weight)
+
+    source = loaded.source
+    data_identity = {
+        "uri": source.uri,
+        "generation": source.generation,
+        "md5": source.md5,
+        "bytes": source.size,
+        "rows": len(loaded.frame),
+    }
+    with tempfile.TemporaryDirectory(prefix="salesmesh-run-") as staging_name:
+        staging = Path(staging_name)
+        forecaster.save(staging)
+        (staging / MANIFEST).unlink()  # the run's manifest below covers every file
+        table.to_csv(staging / "series.csv", index=False)
+        (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+        (staging / "validation.json").write_text(
+            json.dumps(loaded.report.to_dict(), indent=2, default=str) + "\n"
+        )
+        plots = card.write_plots(result, staging)
+        model_info = describe(forecaster)
+        (staging / "model_card.md").write_text(
+            card.render(result.metrics, model_info, data_identity, plots)
+        )
+        manifest = write_manifest(
+            staging,
+            {
+                "data": data_identity,
+                "model": {k: v for k, v in model_info.items() if k != "features"},
+                "metrics": {
+                    name: {k: v for k, v in figures.items() if k != "by_horizon"}
+                    for name, figures in result.metrics["models"].items()
+                },
+            },
+        )
+        say(f"publishing {len(manifest['files']) + 1} files to {output}")
+        publish(staging, output)
+    say("done")
+    return manifest
+
+
+def publish(staging: Path, output: str) -> None:
+    """Copy a finished run to ``output``, the manifest last so its arrival means complete."""
+    files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != MANIFEST)
+    if output.startswith("gs://"):
+        from salesmesh.data.source import split_gcs_uri, storage_client
+
+        bucket_name, prefix = split_gcs_uri(output.rstrip("/") + "/" + MANIFEST)
+        prefix = prefix.removesuffix(MANIFEST)
+        bucket = storage_client().bucket(bucket_name)
+        for path in [*files, staging / MANIFEST]:
+            blob = bucket.blob(prefix + path.relative_to(staging).as_posix())
+            blob.upload_from_filename(str(path))
+        return
+    target = Path(output)
+    target.mkdir(parents=True, exist_ok=True)
+    if (target / MANIFEST).exists():
+        raise SourceError(f"{target} already holds a finished run; choose a new output folder")
+    for path in [*files, staging / MANIFEST]:
+        destination = target / path.relative_to(staging)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, destination)
+
+
+def summary(manifest: dict[str, Any]) -> str:
+    """Console summary of a run: data, model and the backtest table."""
+    from salesmesh.forecast import card
+
+    model, data = manifest["model"], manifest["data"]
+    lines = [
+        f"trained on {data['rows']:,} rows of {data['uri']}: {model['series']} series, "
+        f"frequency {model['freq']}, horizon {model['horizon']}",
+        f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} ETS",
+        "",
+        *card.summary_lines({"models": manifest["metrics"]}),
+    ]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m salesmesh.train",
+        description="Validate a sales file, backtest, train and publish a model run.",
+    )
+    parser.add_argument("--data", required=True, help="sales file: local path or gs:// URI")
+    parser.add_argument(
+        "--output",
+        help="run folder: local path or gs:// prefix (default: $AIP_MODEL_DIR, set by Vertex AI)",
+    )
+    parser.add_argument("--horizon", type=int, default=28, help="periods to forecast (28)")
+    parser.add_argument("--origins", type=int, default=3, help="backtest origins (3)")
+    parser.add_argument(
+        "--map",
+        action="append",
+        metavar="SOURCE=TARGET",
+        help="map a column name to a canonical one; repeatable",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    output = args.output or env.get("AIP_MODEL_DIR")
+    if not output:
+        parser.error("--output is required when AIP_MODEL_DIR is not set")
+    if args.horizon < 1 or args.origins < 1:
+        parser.error("--horizon and --origins must be positive")
+    mapping = {}
+    for pair in args.map or []:
+        source, sep, target = pair.partition("=")
+        if not sep:
+            parser.error(f"--map expects SOURCE=TARGET, got {pair!r}")
+        mapping[source] = target
+    try:
+        manifest = run(args.data, output, args.horizon, args.origins, mapping)
+    except SourceError as exc:
+        print(f"salesmesh.train: error: {exc}", file=sys.stderr)
+        return 2
+    except MeshError as exc:
+        print(f"salesmesh.train: error: {exc}", file=sys.stderr)
+        return 1
+    print(summary(manifest))
+    print(f"\nartifact: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
