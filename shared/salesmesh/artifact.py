@@ -67,8 +67,13 @@ def verify(directory: Path, required: Iterable[str] = ()) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())
         files = manifest["files"]
-        if manifest.get("format") != FORMAT or not isinstance(files, dict):
-            raise ValueError(f"format {manifest.get('format')!r}")
+        if manifest.get("format") != FORMAT:
+            raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT!r}")
+        if not isinstance(files, dict):
+            raise ValueError("'files' is not a mapping of file name to sha256 entry")
+        malformed = sorted(name for name, entry in files.items() if not isinstance(entry, dict))
+        if malformed:
+            raise ValueError(f"entries for {malformed[:5]} are not objects with a sha256")
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactIntegrityError(f"{path} is not a salesmesh manifest: {exc}") from exc
 

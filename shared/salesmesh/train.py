@@ -72,6 +72,7 @@ def run(
     from salesmesh.forecast.panel import to_panel
 
     say = progress or _Progress()
+    refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
     loaded = load_sales(data, Contract(mapping=dict(mapping or {}), horizon=horizon))
     if not loaded.report.ok or loaded.frame is None:
@@ -85,15 +86,16 @@ def run(
     history, table = series_frame(loaded.frame)
     panel = to_panel(history, stats.get("freq"))
     params = Params()
-    say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive and ETS")
+    say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
     result = backtest.run(panel, horizon, origins, params)
     say(
         f"backtest MASE {result.metrics['models'][backtest.MODEL]['mase']:.3f} "
         f"(seasonal naive {result.metrics['models']['seasonal_naive']['mase']:.3f}, "
-        f"ETS {result.metrics['models']['ets']['mase']:.3f})"
+        f"ETS {result.metrics['models']['ets']['mase']:.3f}, "
+        f"Theta {result.metrics['models']['theta']['mase']:.3f})"
     )
     say("fitting the final model on all history")
-    forecaster = fit_panel(panel, horizon, params, blend_weight=result.blend_weight)
+    forecaster = fit_panel(panel, horizon, params)
 
     source = loaded.source
     data_identity = {
@@ -134,14 +136,38 @@ def run(
     return manifest
 
 
+def _gcs_prefix(output: str) -> tuple[str, str]:
+    """('bucket', 'runs/1/') from 'gs://bucket/runs/1'."""
+    from salesmesh.data.source import split_gcs_uri
+
+    bucket_name, name = split_gcs_uri(output.rstrip("/") + "/" + MANIFEST)
+    return bucket_name, name.removesuffix(MANIFEST)
+
+
+def refuse_finished(output: str) -> None:
+    """Raise :class:`SourceError` if ``output`` already holds a manifest, i.e. a finished run.
+
+    Overwriting one would leave its old manifest describing files that are being replaced.
+    """
+    if output.startswith("gs://"):
+        from salesmesh.data.source import storage_client
+
+        bucket_name, prefix = _gcs_prefix(output)
+        finished = storage_client().bucket(bucket_name).blob(prefix + MANIFEST).exists()
+    else:
+        finished = (Path(output) / MANIFEST).exists()
+    if finished:
+        raise SourceError(f"{output} already holds a finished run; choose a new output folder")
+
+
 def publish(staging: Path, output: str) -> None:
     """Copy a finished run to ``output``, the manifest last so its arrival means complete."""
     files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != MANIFEST)
+    refuse_finished(output)  # again: another run may have finished there while this one trained
     if output.startswith("gs://"):
-        from salesmesh.data.source import split_gcs_uri, storage_client
+        from salesmesh.data.source import storage_client
 
-        bucket_name, prefix = split_gcs_uri(output.rstrip("/") + "/" + MANIFEST)
-        prefix = prefix.removesuffix(MANIFEST)
+        bucket_name, prefix = _gcs_prefix(output)
         bucket = storage_client().bucket(bucket_name)
         for path in [*files, staging / MANIFEST]:
             blob = bucket.blob(prefix + path.relative_to(staging).as_posix())
@@ -149,8 +175,6 @@ def publish(staging: Path, output: str) -> None:
         return
     target = Path(output)
     target.mkdir(parents=True, exist_ok=True)
-    if (target / MANIFEST).exists():
-        raise SourceError(f"{target} already holds a finished run; choose a new output folder")
     for path in [*files, staging / MANIFEST]:
         destination = target / path.relative_to(staging)
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +189,8 @@ def summary(manifest: dict[str, Any]) -> str:
     lines = [
         f"trained on {data['rows']:,} rows of {data['uri']}: {model['series']} series, "
         f"frequency {model['freq']}, horizon {model['horizon']}",
-        f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} ETS",
+        f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} "
+        "ETS+Theta",
         "",
         *card.summary_lines({"models": manifest["metrics"]}),
     ]

@@ -1,4 +1,4 @@
-"""Demand forecasting: a global gradient-boosted model blended with ETS, and its backtest.
+"""Demand forecasting: a global gradient-boosted model blended with ETS and Theta, backtested.
 
 Public API::
 

@@ -11,7 +11,12 @@ from salesmesh.forecast.backtest import MODEL, Backtest
 
 FORECAST_PLOT = "forecast_vs_actual.png"
 ERROR_PLOT = "error_by_horizon.png"
-_LABELS = {MODEL: "salesmesh (GBM+ETS)", "seasonal_naive": "seasonal naive", "ets": "ETS"}
+_LABELS = {
+    MODEL: "salesmesh (blend)",
+    "seasonal_naive": "seasonal naive",
+    "ets": "ETS",
+    "theta": "Theta",
+}
 
 
 def write_plots(backtest: Backtest, directory: Path) -> list[str]:
@@ -78,7 +83,8 @@ def render(
     protocol = metrics["protocol"]
     relative = metrics["relative_mase"]
     table = "\n".join(f"    {line}" for line in summary_lines(metrics))
-    verdict = "beats" if (relative.get("vs_seasonal_naive") or 2) < 1 else "does NOT beat"
+    ratio = relative.get("vs_seasonal_naive")  # None when seasonal naive scored 0 (unbeatable)
+    verdict = "beats" if ratio is not None and ratio < 1 else "does NOT beat"
     images = "\n".join(f"![{name}]({name})" for name in plots)
     return f"""# Model card: salesmesh demand forecaster
 
@@ -90,8 +96,9 @@ def render(
 
 ## Model
 A global LightGBM model over all series (lags, rolling means, calendar, promo and price
-features, values scaled by each series' recent level), forecasting recursively, blended with
-per-series ETS: {model["blend_weight_gbm"]:.2f} GBM / {1 - model["blend_weight_gbm"]:.2f} ETS.
+features, values scaled by each series' recent level) forecasting every step directly, blended
+with per-series ETS and Theta: {model["blend_weight_gbm"]:.2f} GBM /
+{1 - model["blend_weight_gbm"]:.2f} ETS and Theta in equal shares.
 Horizon {model["horizon"]} periods, season length {model["season_length"]}.
 
 ## Backtest

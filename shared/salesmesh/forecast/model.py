@@ -1,16 +1,17 @@
-"""The global demand model: one LightGBM regressor across all series, forecasting recursively.
+"""The global demand model: one LightGBM regressor across all series and horizon steps.
 
-Each step's forecast becomes the next step's lag, so one model serves every horizon. The final
-forecast blends the gradient-boosted model with the ETS baseline using a weight chosen on a
-holdout of the most recent periods of the training data: combinations of a global learner and a
-local statistical model are consistently stronger than either alone on retail data (M5), and the
-holdout keeps the choice honest for small, smooth series where ETS is hard to beat.
+The model forecasts each step directly from the history known at the origin (see features). The
+final forecast gives half its weight to this global model and half to a local pair, per-series
+ETS and Theta, in equal shares. Combinations of a global learner and local statistical models are
+consistently stronger than either alone (M4, M5), and fixed equal weights avoid the noise of
+weights fitted on a short holdout (the "forecast combination puzzle").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,7 @@ Matrix = NDArray[np.float64]
 MODEL_FILE = "model.lgb.txt"
 STATE_FILE = "state.npz"
 CONFIG_FILE = "forecaster.json"
-FORMAT_VERSION = 1
-BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # share of the gradient-boosted model
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Params:
     leaves: int = 63
     # rows beyond this are sampled: it bounds training time at 1M+ rows with little loss
     max_train_rows: int = 150_000
-    blend: bool = True
+    # share of the gradient-boosted model; ETS and Theta share the rest equally
+    gbm_weight: float = 0.5
     seed: int = 0
     threads: int = field(default_factory=lambda: os.cpu_count() or 1)
 
@@ -61,7 +62,7 @@ class _State:
     price_reference: NDArray[np.float64] | None
     starts: NDArray[np.int64]  # relative to the first kept column (may be negative)
     blend_weight: float
-    ets: Matrix  # ETS forecast for ``horizon`` steps from the end of history
+    local: Matrix  # ETS+Theta forecast for ``horizon`` steps from the end of history
     feature_names: list[str] = field(default_factory=list)
 
 
@@ -106,14 +107,13 @@ class Forecaster:
         if horizon < 1:
             raise ForecastError(f"horizon must be at least 1, got {horizon}")
         dates = future_dates(pd.DatetimeIndex([state.last_date]), state.freq, horizon)
-        model = _recursive(self._booster, state, dates, _future_regressors(state, dates, future))
-        ets = _extend(state.ets, horizon)
-        blended = state.blend_weight * model + (1.0 - state.blend_weight) * ets
+        model = _direct(self._booster, state, dates, _future_regressors(state, dates, future))
+        blended = _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
         return pd.DataFrame(
             {
                 "series_id": np.repeat(state.series.astype(object), horizon),
                 "date": np.tile(dates.to_numpy(), len(state.series)),
-                "forecast": np.clip(blended, 0.0, None).reshape(-1),
+                "forecast": blended.reshape(-1),
             }
         )
 
@@ -130,7 +130,7 @@ class Forecaster:
             "values": state.values,
             "floor": state.floor,
             "starts": state.starts,
-            "ets": state.ets,
+            "local": state.local,
         }
         if state.price_reference is not None:
             arrays["price_reference"] = state.price_reference
@@ -161,25 +161,25 @@ def fit(
     return fit_panel(to_panel(history, freq), horizon, params or Params())
 
 
-def fit_panel(
-    panel: Panel, horizon: int, params: Params, blend_weight: float | None = None
-) -> Forecaster:
-    """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits).
-
-    ``blend_weight`` skips the holdout that would choose it (a training job reuses the weight
-    its backtest chose).
-    """
+def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
+    """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits)."""
     if panel.values.shape[1] < 3:
         raise ForecastError(
             f"need at least 3 periods of history to fit, got {panel.values.shape[1]}"
         )
+    if not 0.0 <= params.gbm_weight <= 1.0:
+        raise ForecastError(f"gbm_weight must lie in [0, 1], got {params.gbm_weight}")
     season = season_length(panel.freq)
-    weight = 1.0 if blend_weight is None else blend_weight
-    if params.blend and blend_weight is None:
-        weight = _choose_blend(panel, horizon, season, params)
-    booster = _train(panel, season, params)
-    ets = baselines.ets_forecast(panel.values, season, horizon)
-    return Forecaster(booster, _snapshot(panel, horizon, season, weight, ets))
+    booster = _train(panel, horizon, season, params)
+    local = local_forecast(panel.values, season, horizon)
+    return Forecaster(booster, _snapshot(panel, horizon, season, params.gbm_weight, local))
+
+
+def local_forecast(values: Matrix, season: int, horizon: int) -> Matrix:
+    """The local half of the blend: the mean of per-series ETS and Theta forecasts."""
+    ets = baselines.ets_forecast(values, season, horizon)
+    theta = baselines.theta_forecast(values, season, horizon)
+    return np.asarray(0.5 * (ets + theta), dtype=np.float64)
 
 
 def reforecast(
@@ -187,52 +187,26 @@ def reforecast(
 ) -> Matrix:
     """Forecast ``dates`` with ``model``'s booster and blend from the history in ``known``.
 
-    The backtest uses this to forecast from later origins without refitting the booster; ETS is
-    refitted on ``known`` because it is cheap.
+    The backtest uses this to forecast from later origins without refitting the booster; the
+    local models are refitted on ``known`` because they are cheap.
     """
     season = season_length(known.freq)
     horizon = len(dates)
-    ets = baselines.ets_forecast(known.values, season, horizon)
-    state = _snapshot(known, horizon, season, model.blend_weight, ets)
-    gbm = _recursive(model._booster, state, dates, regressors)
-    return np.clip(model.blend_weight * gbm + (1.0 - model.blend_weight) * ets, 0.0, None)
+    local = local_forecast(known.values, season, horizon)
+    state = _snapshot(known, horizon, season, model.blend_weight, local)
+    gbm = _direct(model._booster, state, dates, regressors)
+    return _blend(model.blend_weight, gbm, local)
 
 
-def _choose_blend(panel: Panel, horizon: int, season: int, params: Params) -> float:
-    """Blend weight with the lowest holdout MASE on the last ``horizon`` periods.
-
-    Too short a history to spare a holdout keeps the model alone.
-    """
-    from salesmesh.forecast.metrics import seasonal_scale
-
-    length = panel.values.shape[1]
-    cut = length - horizon
-    if cut < max(2 * season, 3):
-        return 1.0
-    train = panel.truncate(cut)
-    inner = Forecaster(
-        _train(train, season, params),
-        _snapshot(
-            train, horizon, season, 1.0, baselines.ets_forecast(train.values, season, horizon)
-        ),
-    )
-    dates = panel.dates[cut:]
-    regs = {name: matrix[:, cut:] for name, matrix in panel.regressors.items()}
-    model = _recursive(inner._booster, inner._state, dates, regs)
-    ets = inner._state.ets
-    actual = panel.values[:, cut:]
-    scale = seasonal_scale(train.values, season)
-    scores = [
-        float(np.nanmean(np.abs(actual - (w * model + (1 - w) * ets)) / scale[:, None]))
-        for w in BLEND_WEIGHTS
-    ]
-    return float(BLEND_WEIGHTS[int(np.nanargmin(scores))])
+def _blend(weight: float, gbm: Matrix, local: Matrix) -> Matrix:
+    return np.asarray(np.clip(weight * gbm + (1.0 - weight) * local, 0.0, None), dtype=np.float64)
 
 
 def _context(panel: Panel) -> features.Context:
     observed = np.where(np.isnan(panel.values), np.nan, panel.values)
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    # nanmean of all-NaN rows warns; those rows are handled below
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         mean = np.nan_to_num(np.nanmean(observed, axis=1), nan=0.0)
         price = panel.regressors.get("price")
         reference = None
@@ -244,47 +218,69 @@ def _context(panel: Panel) -> features.Context:
     return features.Context(floor, reference, panel.starts)
 
 
-def _train(panel: Panel, season: int, params: Params) -> Any:
+def _train(panel: Panel, horizon: int, season: int, params: Params) -> Any:
+    """One booster for every step 1..``horizon``, on a sample of (series, origin, step) rows.
+
+    Origins are sampled per step so that, however long the history, the training set stays
+    near ``params.max_train_rows`` and every step is equally represented.
+    """
     import lightgbm as lgb
 
     spec = features.spec_for(panel.freq)
     context = _context(panel)
-    length = panel.values.shape[1]
-    positions = np.arange(1, length, dtype=np.int64)
-    cal = features.calendar(panel.dates[positions], spec.calendar)
-    X, level = features.build(panel.values, positions, spec, season, cal, panel.regressors, context)
-    target = (panel.values[:, positions] / level).reshape(-1)
-    keep = ~np.isnan(target) & (positions[None, :] > context.starts[:, None]).reshape(-1)
-    rows = np.flatnonzero(keep)
-    if len(rows) > params.max_train_rows:
-        rng = np.random.default_rng(params.seed)
-        rows = np.sort(rng.choice(rows, params.max_train_rows, replace=False))
-    if len(rows) == 0:
+    history = features.History(panel.values)
+    n_series, length = panel.values.shape
+    rng = np.random.default_rng(params.seed)
+    per_step = max(1, params.max_train_rows // (n_series * horizon))
+    blocks: list[NDArray[np.float32]] = []
+    targets: list[Matrix] = []
+    for step in range(1, horizon + 1):
+        origins = np.arange(1, length - step + 1, dtype=np.int64)
+        if len(origins) > per_step:
+            origins = np.sort(rng.choice(origins, per_step, replace=False))
+        if len(origins) == 0:
+            continue
+        cal = features.calendar(panel.dates[origins + step - 1], spec.calendar)
+        X, level = features.build(
+            history, origins, step, spec, season, cal, panel.regressors, context
+        )
+        y = (panel.values[:, origins + step - 1] / level).reshape(-1)
+        # rows whose origin precedes the series' start would teach it to forecast from nothing
+        keep = ~np.isnan(y) & (origins[None, :] > context.starts[:, None]).reshape(-1)
+        blocks.append(X[keep])
+        targets.append(y[keep])
+    X = np.concatenate(blocks) if blocks else np.empty((0, 0), dtype=np.float32)
+    y = np.concatenate(targets) if targets else np.empty(0)
+    if len(y) == 0:
         raise ForecastError("no series has two consecutive periods of history to learn from")
-    names = features.names(spec, list(panel.regressors))
-    dataset = lgb.Dataset(X[rows], target[rows], feature_name=names, free_raw_data=True)
+    if len(y) > params.max_train_rows:
+        rows = np.sort(rng.choice(len(y), params.max_train_rows, replace=False))
+        X, y = X[rows], y[rows]
     config = {
         "objective": "l2",
         "learning_rate": params.learning_rate,
         "num_leaves": params.leaves,
-        "min_data_in_leaf": int(np.clip(len(rows) // 500, 5, 100)),
+        "min_data_in_leaf": int(np.clip(len(y) // 500, 5, 100)),
         "feature_fraction": 0.8,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": 1.0,
         "max_bin": 127,
         # threads cost more than they give on small data
-        "num_threads": params.threads if len(rows) > 100_000 else 1,
+        "num_threads": params.threads if len(y) > 100_000 else 1,
         "seed": params.seed,
         "deterministic": True,
         "verbosity": -1,
     }
+    names = features.names(spec, list(panel.regressors))
+    dataset = lgb.Dataset(X, y, feature_name=names, free_raw_data=True)
     return lgb.train(config, dataset, num_boost_round=params.rounds)
 
 
-def _snapshot(panel: Panel, horizon: int, season: int, weight: float, ets: Matrix) -> _State:
+def _snapshot(panel: Panel, horizon: int, season: int, weight: float, local: Matrix) -> _State:
     spec = features.spec_for(panel.freq)
-    keep = min(panel.values.shape[1], spec.lookback + 1)
+    # the seasonal features read up to four cycles back from the origin
+    keep = min(panel.values.shape[1], max(spec.lookback, 4 * season) + 1)
     first_kept = panel.values.shape[1] - keep
     context = _context(panel)
     return _State(
@@ -299,15 +295,15 @@ def _snapshot(panel: Panel, horizon: int, season: int, weight: float, ets: Matri
         price_reference=context.price_reference,
         starts=context.starts - first_kept,
         blend_weight=weight,
-        ets=ets,
+        local=local,
         feature_names=features.names(spec, list(panel.regressors)),
     )
 
 
-def _recursive(
+def _direct(
     booster: Any, state: _State, dates: pd.DatetimeIndex, future: dict[str, Matrix]
 ) -> Matrix:
-    """Forecast step by step, feeding each step's forecast back as the next step's history."""
+    """Forecast every step from the end of the saved history, each step on its own."""
     spec = features.spec_for(state.freq)
     horizon = len(dates)
     n_series, kept = state.values.shape
@@ -317,14 +313,16 @@ def _recursive(
         for name, matrix in state.regressors.items()
     }
     context = features.Context(state.floor, state.price_reference, state.starts)
+    history = features.History(values)
     cal = features.calendar(dates, spec.calendar)
-    for step in range(horizon):
-        position = np.array([kept + step], dtype=np.int64)
+    origin = np.array([kept], dtype=np.int64)
+    forecast = np.empty((n_series, horizon))
+    for step in range(1, horizon + 1):
         X, level = features.build(
-            values, position, spec, state.season, cal[step : step + 1], regressors, context
+            history, origin, step, spec, state.season, cal[step - 1 : step], regressors, context
         )
-        values[:, kept + step] = np.clip(booster.predict(X) * level[:, 0], 0.0, None)
-    return values[:, kept:]
+        forecast[:, step - 1] = np.clip(booster.predict(X) * level[:, 0], 0.0, None)
+    return forecast
 
 
 def _future_regressors(
@@ -341,7 +339,8 @@ def _future_regressors(
     unknown = set(future.columns) - {"series_id", "date", *state.regressors}
     if unknown:
         raise ForecastError(f"future has columns the model was not trained with: {sorted(unknown)}")
-    rows = pd.Index(state.series.astype(object)).get_indexer(future["series_id"])
+    # ids are kept as strings (that is how they are saved), so 7 and "7" name the same series
+    rows = pd.Index(state.series.astype(str)).get_indexer(future["series_id"].astype(str))
     cols = dates.get_indexer(pd.DatetimeIndex(pd.to_datetime(future["date"])))
     ok = (rows >= 0) & (cols >= 0)
     for name in state.regressors:
@@ -351,12 +350,20 @@ def _future_regressors(
     return out
 
 
-def _extend(forecast: Matrix, horizon: int) -> Matrix:
-    """ETS was stored for the fitted horizon; longer requests repeat its last season."""
-    if forecast.shape[1] >= horizon:
+def _extend(forecast: Matrix, horizon: int, season: int) -> Matrix:
+    """ETS was stored for the fitted horizon; longer requests repeat its last season.
+
+    Step ``h`` past the stored ones copies step ``h - k * season`` inside the last stored
+    season, so the seasonal phase lines up with the dates (a stored horizon shorter than a
+    season repeats all of it).
+    """
+    stored = forecast.shape[1]
+    if stored >= horizon:
         return forecast[:, :horizon]
-    reps = int(np.ceil(horizon / forecast.shape[1]))
-    return np.tile(forecast, reps)[:, :horizon]
+    period = min(max(season, 1), stored)
+    steps = np.arange(horizon)
+    index = np.where(steps < stored, steps, stored - period + (steps - stored) % period)
+    return forecast[:, index]
 
 
 def load(directory: str | Path) -> Forecaster:
@@ -387,7 +394,7 @@ def load(directory: str | Path) -> Forecaster:
         price_reference=data.get("price_reference"),
         starts=data["starts"],
         blend_weight=float(config["blend_weight"]),
-        ets=data["ets"],
+        local=data["local"],
         feature_names=list(config["feature_names"]),
     )
     booster = lgb.Booster(model_file=str(directory / MODEL_FILE))

@@ -96,6 +96,11 @@ def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
     freq = freq or infer_freq(frame["date"])
     frame["date"] = snap(frame["date"], freq)
     regressor_names = [c for c in frame.columns if c not in ("series_id", "date", "sales")]
+    text = [name for name in regressor_names if not pd.api.types.is_numeric_dtype(frame[name])]
+    if text:
+        raise ForecastError(
+            f"regressor column(s) {text} are not numeric; drop them or encode them as numbers"
+        )
     aggregations = {"sales": "sum", **{name: "mean" for name in regressor_names}}
     frame = frame.groupby(["series_id", "date"], sort=True).agg(aggregations)
 
@@ -127,7 +132,12 @@ def snap(dates: pd.Series, freq: str) -> pd.Series:
     name = offset.name
     if name == "D":
         return dates
-    period = name if name.startswith("W") else {"M": "M", "Q": "Q", "Y": "Y"}[name[0]]
+    if not name.startswith(("W", "M", "Q", "Y")):
+        raise ForecastError(
+            f"unsupported frequency {freq!r}; use daily (D), weekly (W-SUN ...), monthly (MS, ME), "
+            "quarterly (QS, QE) or yearly (YS, YE) data"
+        )
+    period = name if name.startswith("W") else name[0]
     periods = pd.PeriodIndex(dates, freq=period)
     if name.split("-")[0].endswith("S"):  # "MS", "QS-JAN": dated at the start of the period
         snapped = periods.start_time
