@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, metrics
-from salesmesh.forecast.model import Params, fit_panel, reforecast
+from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
 from salesmesh.forecast.panel import Panel, season_length
 
 Matrix = NDArray[np.float64]
@@ -62,11 +62,15 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         known = panel.truncate(cut)
         started = np.asarray(~np.isnan(known.values).all(axis=1), dtype=bool)
         regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
+        ets = baselines.ets_forecast(known.values, season, horizon)
+        theta = baselines.theta_forecast(known.values, season, horizon)
+        local = local_forecast(known.values, season, horizon, ets, theta)
+        dates = panel.dates[cut : cut + horizon]
         forecasts = {
-            MODEL: reforecast(model, known, panel.dates[cut : cut + horizon], regressors),
+            MODEL: reforecast(model, known, dates, regressors, local),
             "seasonal_naive": baselines.seasonal_naive(known.values, season, horizon),
-            "ets": baselines.ets_forecast(known.values, season, horizon),
-            "theta": baselines.theta_forecast(known.values, season, horizon),
+            "ets": ets,
+            "theta": theta,
         }
         for name, forecast in forecasts.items():
             pooled[name].append(forecast[started])

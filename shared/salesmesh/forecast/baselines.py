@@ -2,9 +2,10 @@
 
 ETS here is Holt-Winters with additive or multiplicative seasonality and an optional damped
 trend, fitted for all series at once: each series picks, from a small grid, the model and
-smoothing parameters with the lowest one-step-ahead squared error. Vectorising over series keeps 1,000 daily series to about a second, which a
-per-series optimiser (statsmodels, statsforecast) cannot match inside a training job. The
-benchmark compares against statsforecast's AutoETS as the external reference.
+smoothing parameters with the lowest one-step-ahead squared error. Vectorising over series keeps
+1,000 daily series to seconds, which a per-series optimiser (statsmodels, statsforecast) cannot
+match inside a training job. The benchmark compares against statsforecast's AutoETS as the
+external reference.
 """
 
 from __future__ import annotations

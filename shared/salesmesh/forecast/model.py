@@ -175,24 +175,40 @@ def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
     return Forecaster(booster, _snapshot(panel, horizon, season, params.gbm_weight, local))
 
 
-def local_forecast(values: Matrix, season: int, horizon: int) -> Matrix:
-    """The local half of the blend: the mean of per-series ETS and Theta forecasts."""
-    ets = baselines.ets_forecast(values, season, horizon)
-    theta = baselines.theta_forecast(values, season, horizon)
+def local_forecast(
+    values: Matrix,
+    season: int,
+    horizon: int,
+    ets: Matrix | None = None,
+    theta: Matrix | None = None,
+) -> Matrix:
+    """The local half of the blend: the mean of per-series ETS and Theta forecasts.
+
+    Callers that already have either forecast (the backtest reports both) pass it in.
+    """
+    if ets is None:
+        ets = baselines.ets_forecast(values, season, horizon)
+    if theta is None:
+        theta = baselines.theta_forecast(values, season, horizon)
     return np.asarray(0.5 * (ets + theta), dtype=np.float64)
 
 
 def reforecast(
-    model: Forecaster, known: Panel, dates: pd.DatetimeIndex, regressors: dict[str, Matrix]
+    model: Forecaster,
+    known: Panel,
+    dates: pd.DatetimeIndex,
+    regressors: dict[str, Matrix],
+    local: Matrix | None = None,
 ) -> Matrix:
     """Forecast ``dates`` with ``model``'s booster and blend from the history in ``known``.
 
     The backtest uses this to forecast from later origins without refitting the booster; the
-    local models are refitted on ``known`` because they are cheap.
+    local models are refitted on ``known`` (or given as ``local``) because they are cheap.
     """
     season = season_length(known.freq)
     horizon = len(dates)
-    local = local_forecast(known.values, season, horizon)
+    if local is None:
+        local = local_forecast(known.values, season, horizon)
     state = _snapshot(known, horizon, season, model.blend_weight, local)
     gbm = _direct(model._booster, state, dates, regressors)
     return _blend(model.blend_weight, gbm, local)
