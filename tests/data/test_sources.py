@@ -5,9 +5,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import socket
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -45,37 +42,6 @@ def test_directory_is_source_error(tmp_path):
     """A directory is not a sales file."""
     with pytest.raises(SourceError, match="is a directory"):
         load_sales(tmp_path)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@pytest.fixture(scope="module")
-def emulator_host() -> Iterator[str]:
-    """A real in-memory gcp-storage-emulator, shared by this module's tests."""
-    server_module = pytest.importorskip("gcp_storage_emulator.server")
-    port = _free_port()
-    server = server_module.create_server("127.0.0.1", port, in_memory=True)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def bucket(emulator_host: str, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:
-    """A fresh bucket on the emulator, with the environment pointing the client at it."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_host)
-    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "salesmesh-test")
-    from salesmesh.data.source import storage_client
-
-    name = "b-" + request.node.name.lower().replace("_", "-")[:50]
-    return storage_client().create_bucket(name)
 
 
 def test_gcs_read_reports_generation_and_md5(bucket, sales_text):

@@ -204,8 +204,9 @@ def _seasonal_indices(values: Matrix, starts: NDArray[np.int64], season: int) ->
     t = np.arange(length)
     low = np.clip(t - season // 2, 0, length)
     high = np.clip(t - season // 2 + season, 0, length)
-    with np.errstate(invalid="ignore", divide="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    # phases without a ratio (nanmean of nothing) warn; they become flat indices below
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
         average = (sums[:, high] - sums[:, low]) / (counts[:, high] - counts[:, low])
         inside = (t - season // 2 >= starts[:, None]) & (t - season // 2 + season <= length)
         ratio = np.where(inside & (average > 0), values / average, np.nan)

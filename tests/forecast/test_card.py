@@ -1,0 +1,71 @@
+"""The model card text: the verdict against seasonal naive and the accuracy table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from salesmesh.forecast import card
+
+
+def _metrics(vs_naive: float | None, model_mase: float | None = 0.5) -> dict[str, Any]:
+    figures = {"mase": 0.8, "smape": 40.0, "wape": 30.0, "bias": -2.5}
+    return {
+        "protocol": {
+            "origins": ["2024-03-01", "2024-03-15"],
+            "horizon": 14,
+            "refit": "model fitted once before the first origin; baselines at every origin",
+        },
+        "models": {
+            "salesmesh": {**figures, "mase": model_mase},
+            "seasonal_naive": figures,
+            "ets": figures,
+        },
+        "relative_mase": {"vs_seasonal_naive": vs_naive, "vs_ets": 0.9},
+    }
+
+
+MODEL = {
+    "series": 12,
+    "freq": "D",
+    "last_date": "2024-03-28",
+    "regressors": ["price", "promo"],
+    "blend_weight_gbm": 0.75,
+    "horizon": 14,
+    "season_length": 7,
+}
+DATA = {"uri": "gs://data/sales.csv", "generation": "17", "md5": "abc==", "rows": 4800}
+
+
+@pytest.mark.parametrize(
+    ("ratio", "verdict"),
+    [(0.8, "beats"), (0.0, "beats"), (1.0, "does NOT beat"), (1.3, "does NOT beat")],
+)
+def test_verdict_follows_the_mase_ratio_to_seasonal_naive(ratio, verdict):
+    """A ratio below 1 (including a perfect 0) beats seasonal naive; 1 or more does not."""
+    text = card.render(_metrics(ratio), MODEL, DATA, [])
+    assert f"The model {verdict} seasonal naive (MASE ratio {ratio})" in text
+
+
+def test_no_ratio_is_not_a_win():
+    """When seasonal naive scored 0 there is no ratio, and the card does not claim a win."""
+    assert "The model does NOT beat seasonal naive" in card.render(_metrics(None), MODEL, DATA, [])
+
+
+def test_card_names_data_model_and_plots():
+    """The card carries the data identity, blend, backtest origins and links each plot."""
+    text = card.render(_metrics(0.8), MODEL, DATA, ["a.png", "b.png"])
+    assert "`gs://data/sales.csv` (generation 17, md5 abc==)" in text
+    assert "0.75 GBM /\n0.25 ETS and Theta" in text
+    assert "2 origin(s) (2024-03-01, 2024-03-15)" in text
+    assert "regressors: price, promo" in text
+    assert "![a.png](a.png)\n![b.png](b.png)" in text
+
+
+def test_summary_table_prints_missing_figures_as_na():
+    """A None figure is shown as n/a; others with three decimals, one row per model."""
+    lines = card.summary_lines(_metrics(0.8, model_mase=None))
+    assert len(lines) == 4
+    assert lines[1].split()[-4:] == ["n/a", "40.000", "30.000", "-2.500"]
+    assert lines[2].startswith("seasonal naive") and "0.800" in lines[2]
