@@ -12,14 +12,12 @@ from salesmesh.errors import MeshError, SourceError
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str]:
-    mapping: dict[str, str] = {}
-    for pair in pairs or []:
-        source, sep, target = pair.partition("=")
-        if not sep or not source or not target:
-            msg = f"--map expects SOURCE=TARGET (e.g. 'Qtd Vendida=sales'), got {pair!r}"
-            raise argparse.ArgumentTypeError(msg)
-        mapping[source] = target
-    return mapping
+    from salesmesh.data import parse_mapping
+
+    try:
+        return parse_mapping(pairs or [])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

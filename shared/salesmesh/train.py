@@ -89,10 +89,11 @@ def run(
     say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
     result = backtest.run(panel, horizon, origins, params)
     say(
-        f"backtest MASE {result.metrics['models'][backtest.MODEL]['mase']:.3f} "
-        f"(seasonal naive {result.metrics['models']['seasonal_naive']['mase']:.3f}, "
-        f"ETS {result.metrics['models']['ets']['mase']:.3f}, "
-        f"Theta {result.metrics['models']['theta']['mase']:.3f})"
+        "backtest MASE "
+        + ", ".join(
+            f"{name} {card.fmt(figures['mase'])}"
+            for name, figures in result.metrics["models"].items()
+        )
     )
     say("fitting the final model on all history")
     forecaster = fit_panel(panel, horizon, params)
@@ -115,7 +116,7 @@ def run(
             json.dumps(loaded.report.to_dict(), indent=2, default=str) + "\n"
         )
         plots = card.write_plots(result, staging)
-        model_info = describe(forecaster)
+        model_info = describe(forecaster, params)
         (staging / "model_card.md").write_text(
             card.render(result.metrics, model_info, data_identity, plots)
         )
@@ -169,9 +170,15 @@ def publish(staging: Path, output: str) -> None:
 
         bucket_name, prefix = _gcs_prefix(output)
         bucket = storage_client().bucket(bucket_name)
-        for path in [*files, staging / MANIFEST]:
-            blob = bucket.blob(prefix + path.relative_to(staging).as_posix())
-            blob.upload_from_filename(str(path))
+        for path in files:
+            bucket.blob(prefix + path.relative_to(staging).as_posix()).upload_from_filename(
+                str(path)
+            )
+        # generation 0 = "must not exist yet": of two runs racing to the same prefix, one
+        # manifest wins on real GCS (the local emulator ignores preconditions; checked above)
+        bucket.blob(prefix + MANIFEST).upload_from_filename(
+            str(staging / MANIFEST), if_generation_match=0
+        )
         return
     target = Path(output)
     target.mkdir(parents=True, exist_ok=True)
@@ -226,12 +233,12 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         parser.error("--output is required when AIP_MODEL_DIR is not set")
     if args.horizon < 1 or args.origins < 1:
         parser.error("--horizon and --origins must be positive")
-    mapping = {}
-    for pair in args.map or []:
-        source, sep, target = pair.partition("=")
-        if not sep:
-            parser.error(f"--map expects SOURCE=TARGET, got {pair!r}")
-        mapping[source] = target
+    from salesmesh.data import parse_mapping
+
+    try:
+        mapping = parse_mapping(args.map or [])
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         manifest = run(args.data, output, args.horizon, args.origins, mapping)
     except SourceError as exc:

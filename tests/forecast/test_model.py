@@ -29,7 +29,7 @@ def test_fit_returns_a_forecaster_for_every_series(fitted, sample_history, fast)
     assert (fitted.freq, fitted.horizon) == ("D", 14)
     assert fitted.series == sorted(sample_history["series_id"].unique())
     assert fitted.blend_weight == fast.gbm_weight
-    assert describe(fitted)["regressors"] == ["price", "promo"]
+    assert describe(fitted, Params())["regressors"] == ["price", "promo"]
 
 
 def test_predict_gives_horizon_rows_per_series_on_the_following_days(fitted, sample_history):
@@ -128,9 +128,10 @@ def test_default_future_switches_promotions_off(promo_history, promo_model):
     assert not on["forecast"].equals(off["forecast"])
 
 
-def test_default_future_holds_the_last_known_price(fitted, sample_history):
-    """Without future, each series' last price is held over the horizon."""
-    last = sample_history.sort_values("date").groupby("series_id").tail(1)
+def test_default_future_holds_the_last_regular_price(fitted, sample_history):
+    """Without future, each series' last price outside promotions is held over the horizon."""
+    regular = sample_history[sample_history["promo"] == 0]
+    last = regular.sort_values("date").groupby("series_id").tail(1)
     dates = fitted.predict()["date"].unique()
     future = last[["series_id", "price"]].merge(pd.DataFrame({"date": dates}), how="cross")
     pd.testing.assert_frame_equal(fitted.predict(future=future), fitted.predict())
@@ -213,3 +214,22 @@ def test_same_data_and_seed_give_identical_forecasts(periodic):
     first = fit(periodic(days=90), horizon=7, params=params).predict()
     second = fit(periodic(days=90), horizon=7, params=params).predict()
     pd.testing.assert_frame_equal(first, second)
+
+
+def test_history_ending_in_a_promotion_holds_the_regular_price(fast):
+    """A promotion running at the end of history does not carry its discount forward."""
+    dates = pd.date_range("2024-01-01", periods=120, freq="D")
+    promo = (np.arange(120) >= 115).astype(float)  # the last five days are on promotion
+    history = pd.DataFrame(
+        {
+            "series_id": "s",
+            "date": dates,
+            "sales": 10.0 + 10.0 * promo + (np.arange(120) % 7),
+            "price": np.where(promo > 0, 6.0, 10.0),
+            "promo": promo,
+        }
+    )
+    model = fit(history, horizon=7, params=fast)
+    days = model.predict()["date"]
+    regular = pd.DataFrame({"series_id": "s", "date": days, "price": 10.0, "promo": 0.0})
+    pd.testing.assert_frame_equal(model.predict(), model.predict(future=regular))

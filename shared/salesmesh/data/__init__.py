@@ -7,7 +7,7 @@ else:
     print(result.report.to_text())
 """
 
-from salesmesh.data.contract import Contract
+from salesmesh.data.contract import Contract, parse_mapping
 from salesmesh.data.load import LoadResult, load_sales, load_sales_bytes, validate_file
 from salesmesh.data.report import Finding, ValidationReport
 from salesmesh.data.source import SourceInfo, read_source
@@ -20,6 +20,7 @@ __all__ = [
     "ValidationReport",
     "load_sales",
     "load_sales_bytes",
+    "parse_mapping",
     "read_source",
     "validate_file",
 ]

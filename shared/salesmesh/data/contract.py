@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -61,3 +61,19 @@ class Contract:
         """Periods the longest series needs so a backtest of `horizon` periods is meaningful."""
         season = SEASON_BY_FAMILY.get(family, 1)
         return max(2 * self.horizon, self.horizon + 2 * season)
+
+
+def parse_mapping(pairs: Iterable[str]) -> dict[str, str]:
+    """``["Qtd Vendida=sales", ...]`` (command-line ``--map`` values) as a mapping.
+
+    Raises ``ValueError`` naming the first pair without a ``SOURCE=TARGET`` shape.
+    """
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        source, sep, target = pair.partition("=")
+        if not sep or not source.strip() or not target.strip():
+            raise ValueError(
+                f"--map expects SOURCE=TARGET (e.g. 'Qtd Vendida=sales'), got {pair!r}"
+            )
+        mapping[source.strip()] = target.strip()
+    return mapping

@@ -33,13 +33,14 @@ def seasonal_naive(values: Matrix, season: int, horizon: int) -> Matrix:
         forecast = values[:, length - season + steps % season]
     else:
         forecast = np.full((values.shape[0], horizon), np.nan)
-    last = _last_observed(values)
+    last = last_observed(values)
     missing = np.isnan(forecast)
     forecast[missing] = np.broadcast_to(last[:, None], forecast.shape)[missing]
     return np.nan_to_num(forecast, nan=0.0)
 
 
-def _last_observed(values: Matrix) -> NDArray[np.float64]:
+def last_observed(values: Matrix) -> NDArray[np.float64]:
+    """Each row's last non-NaN value (NaN for a row with none)."""
     observed = ~np.isnan(values)
     index = values.shape[1] - 1 - np.argmax(observed[:, ::-1], axis=1)
     last = values[np.arange(values.shape[0]), index]

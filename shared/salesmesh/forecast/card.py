@@ -67,12 +67,12 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """The accuracy table, one line per model, for the card and the console."""
     lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
     for name, figures in metrics["models"].items():
-        cells = [_fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
+        cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
         lines.append(f"{_LABELS[name]:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
     return lines
 
 
-def _fmt(value: object) -> str:
+def fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
 

@@ -357,9 +357,17 @@ def _future_regressors(
 ) -> dict[str, Matrix]:
     """Regressor values over the forecast dates: given ones first, else held or switched off."""
     out: dict[str, Matrix] = {}
+    promo = state.regressors.get("promo")
     for name, matrix in state.regressors.items():
-        last = matrix[:, -1]
-        default = np.zeros_like(last) if name == "promo" else last
+        if name == "promo":
+            default = np.zeros(matrix.shape[0])
+        elif name == "price" and promo is not None:
+            # a history ending mid-promotion would otherwise hold the discounted price
+            regular = np.where(promo > 0, np.nan, matrix)
+            default = baselines.last_observed(regular)
+            default = np.where(np.isnan(default), matrix[:, -1], default)
+        else:
+            default = matrix[:, -1]
         out[name] = np.repeat(default[:, None], len(dates), axis=1)
     if future is None or future.empty:
         return out
@@ -428,8 +436,8 @@ def load(directory: str | Path) -> Forecaster:
     return Forecaster(booster, state)
 
 
-def describe(forecaster: Forecaster) -> dict[str, Any]:
-    """A JSON-friendly summary of the fitted model for cards and logs."""
+def describe(forecaster: Forecaster, params: Params) -> dict[str, Any]:
+    """A JSON-friendly summary of the fitted model and the ``params`` it was fitted with."""
     state = forecaster._state
     return {
         "freq": state.freq,
@@ -440,5 +448,5 @@ def describe(forecaster: Forecaster) -> dict[str, Any]:
         "blend_weight_gbm": state.blend_weight,
         "regressors": list(state.regressors),
         "features": state.feature_names,
-        "params": asdict(Params()),
+        "params": asdict(params),
     }
