@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from salesmesh.errors import MeshError, SourceError
+from salesmesh.errors import MeshError, exit_status
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str]:
@@ -107,13 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except argparse.ArgumentTypeError as exc:
         parser.error(str(exc))
-    except SourceError as exc:
-        # A path that cannot be read is the caller's mistake, like a bad flag.
-        print(f"salesmesh: error: {exc}", file=sys.stderr)
-        return 2
     except MeshError as exc:
-        print(f"salesmesh: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_status("salesmesh", exc)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """One error family: every error salesmesh raises on purpose derives from MeshError."""
 
+import sys
+
 
 class MeshError(Exception):
     """Base for every error salesmesh raises on purpose."""
@@ -19,3 +21,13 @@ class ArtifactIntegrityError(MeshError):
 
 class ForecastError(MeshError):
     """A forecaster was asked for something it cannot do (too little history, bad horizon)."""
+
+
+def exit_status(program: str, error: MeshError) -> int:
+    """Print ``program: error: ...`` on stderr; return the command-line exit code for it.
+
+    A source that cannot be read is the caller's mistake, like a bad flag (2); anything else
+    salesmesh refused is a failed check or run (1).
+    """
+    print(f"{program}: error: {error}", file=sys.stderr)
+    return 2 if isinstance(error, SourceError) else 1

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from salesmesh.artifact import MANIFEST, write_manifest
-from salesmesh.errors import InvalidDatasetError, MeshError, SourceError
+from salesmesh.errors import InvalidDatasetError, MeshError, SourceError, exit_status
 
 SERIES_SEPARATOR = "/"
 
@@ -241,12 +241,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         parser.error(str(exc))
     try:
         manifest = run(args.data, output, args.horizon, args.origins, mapping)
-    except SourceError as exc:
-        print(f"salesmesh.train: error: {exc}", file=sys.stderr)
-        return 2
     except MeshError as exc:
-        print(f"salesmesh.train: error: {exc}", file=sys.stderr)
-        return 1
+        return exit_status("salesmesh.train", exc)
     print(summary(manifest))
     print(f"\nartifact: {output}")
     return 0
