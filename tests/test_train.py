@@ -296,3 +296,28 @@ def test_gcs_output_holding_a_finished_run_is_refused(bucket, small_csv):
     assert [blob.name for blob in bucket.list_blobs(prefix="runs/old/")] == [
         "runs/old/manifest.json"
     ]
+
+
+def test_series_ids_keep_stores_and_products_with_slashes_apart():
+    """Store 'a/b' + product 'c' and store 'a' + product 'b/c' stay two series."""
+    sales = pd.DataFrame(
+        {
+            "store_id": ["a/b", "a"],
+            "product_id": ["c", "b/c"],
+            "date": ["2024-01-01"] * 2,
+            "sales": [1.0, 100.0],
+        }
+    )
+    history, table = train.series_frame(sales)
+    assert history["series_id"].nunique() == 2
+    assert table.set_index("series_id").loc["a%2Fb/c", "store_id"] == "a/b"
+
+
+def test_output_that_is_a_file_is_refused_before_training(small_csv, tmp_path):
+    """--output naming an existing file exits 2 at once, with no traceback."""
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    result = _train("--data", str(small_csv), "--output", str(target))
+    assert result.returncode == 2
+    assert "is a file" in result.stderr and "Traceback" not in result.stderr
+    assert "reading" not in result.stderr  # refused before the data was read

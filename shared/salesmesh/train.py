@@ -43,7 +43,7 @@ def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     A series is one store x product; the table maps ids back for the prediction server.
     """
-    ids = sales["store_id"].astype(str) + SERIES_SEPARATOR + sales["product_id"].astype(str)
+    ids = _id_part(sales["store_id"]) + SERIES_SEPARATOR + _id_part(sales["product_id"])
     history = sales.drop(columns=["store_id", "product_id"]).assign(series_id=ids)
     table = (
         sales[["store_id", "product_id"]]
@@ -52,6 +52,11 @@ def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         .sort_values("series_id")[["series_id", "store_id", "product_id"]]
     )
     return history, table
+
+
+def _id_part(column: pd.Series) -> pd.Series:
+    """Percent-escape the separator, so store 'a/b' + product 'c' and 'a' + 'b/c' stay apart."""
+    return column.astype(str).str.replace("%", "%25").str.replace(SERIES_SEPARATOR, "%2F")
 
 
 def run(
@@ -156,36 +161,48 @@ def refuse_finished(output: str) -> None:
         bucket_name, prefix = _gcs_prefix(output)
         finished = storage_client().bucket(bucket_name).blob(prefix + MANIFEST).exists()
     else:
+        if Path(output).exists() and not Path(output).is_dir():
+            raise SourceError(f"{output} is a file; --output must name a folder")
         finished = (Path(output) / MANIFEST).exists()
     if finished:
         raise SourceError(f"{output} already holds a finished run; choose a new output folder")
 
 
 def publish(staging: Path, output: str) -> None:
-    """Copy a finished run to ``output``, the manifest last so its arrival means complete."""
+    """Copy a finished run to ``output``, the manifest last so its arrival means complete.
+
+    Every object is created only if absent (generation 0), so of two runs racing to one GCS
+    prefix the loser fails on its first file instead of overwriting the winner's. Locally the
+    manifest is renamed into place, so a watcher never reads half of one.
+    """
     files = sorted(p for p in staging.rglob("*") if p.is_file() and p.name != MANIFEST)
     refuse_finished(output)  # again: another run may have finished there while this one trained
     if output.startswith("gs://"):
+        from google.api_core import exceptions
+
         from salesmesh.data.source import storage_client
 
         bucket_name, prefix = _gcs_prefix(output)
         bucket = storage_client().bucket(bucket_name)
-        for path in files:
-            bucket.blob(prefix + path.relative_to(staging).as_posix()).upload_from_filename(
-                str(path)
-            )
-        # generation 0 = "must not exist yet": of two runs racing to the same prefix, one
-        # manifest wins on real GCS (the local emulator ignores preconditions; checked above)
-        bucket.blob(prefix + MANIFEST).upload_from_filename(
-            str(staging / MANIFEST), if_generation_match=0
-        )
+        for path in [*files, staging / MANIFEST]:
+            name = prefix + path.relative_to(staging).as_posix()
+            try:
+                bucket.blob(name).upload_from_filename(str(path), if_generation_match=0)
+            except exceptions.PreconditionFailed as exc:
+                msg = f"gs://{bucket_name}/{name} already exists: another run is writing {output}"
+                raise SourceError(msg) from exc
         return
     target = Path(output)
-    target.mkdir(parents=True, exist_ok=True)
-    for path in [*files, staging / MANIFEST]:
-        destination = target / path.relative_to(staging)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, destination)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            destination = target / path.relative_to(staging)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, destination)
+        shutil.copyfile(staging / MANIFEST, target / f"{MANIFEST}.tmp")
+        (target / f"{MANIFEST}.tmp").replace(target / MANIFEST)
+    except OSError as exc:
+        raise SourceError(f"cannot write the run to {output}: {exc}") from exc
 
 
 def summary(manifest: dict[str, Any]) -> str:

@@ -163,3 +163,23 @@ def test_header_only_is_refused(write_file):
     report = validate_file(write_file("sales.csv", "date,store_id,product_id,sales\r\n\r\n"))
     assert report.rules == ["empty"]
     assert "no data rows" in report.errors[0].message
+
+
+def test_nul_byte_past_the_sniffed_head_is_refused_with_its_line(write_file, sales_text):
+    """A NUL spliced into text beyond the first 8 KiB is refused, not read as a short value."""
+    lines = sales_text(days=1000).splitlines(keepends=True)
+    assert sum(map(len, lines[:900])) > 8192  # the NUL lies past the sniffed head
+    lines[900] = lines[900].replace(",", ",\x00", 1)
+    report = validate_file(write_file("nul.csv", "".join(lines)))
+    assert report.rules == ["file_type"]
+    assert "line 901" in report.errors[0].message
+
+
+def test_surplus_fields_in_the_first_data_row_are_a_parse_error(write_file):
+    """An unquoted thousands separator in the first row is refused, not silently truncated."""
+    rows = "".join(f"2024-01-{d:02d},S1,P1,5\n" for d in range(2, 31))
+    report = validate_file(
+        write_file("thousands.csv", f"date,store,item,qty\n2024-01-01,S1,P1,1,234\n{rows}")
+    )
+    assert report.rules == ["parse"]
+    assert report.errors[0].examples == [{"line": 2}]

@@ -64,3 +64,17 @@ def test_bad_content_never_escapes_as_exception(content):
     assert not result.report.ok
     assert result.frame is None
     assert "internal" not in result.report.rules
+
+
+def test_long_cell_values_are_cut_short_in_examples(write_file):
+    """A huge cell does not turn into a huge report: examples keep 100 characters."""
+    from salesmesh.data import Contract, validate_file
+
+    rows = "".join(f"2024-01-{d:02d},S1,P1,{d}\n" for d in range(1, 31))
+    huge = "x" * 50_000
+    path = write_file("huge.csv", f"date,store,item,qty\n{rows}2024-01-31,S1,P1,{huge}\n")
+    report = validate_file(path, Contract(horizon=7))
+    value = report.errors[0].examples[0]["value"]
+    assert report.rules == ["sales_numeric"]
+    assert value.startswith("x" * 100) and value.endswith("(50,000 characters)")
+    assert len(value) < 200

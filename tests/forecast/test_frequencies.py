@@ -55,7 +55,7 @@ def _seasonal(dates: pd.DatetimeIndex, season: int) -> pd.DataFrame:
         (
             pd.date_range("2014-01-01", periods=32, freq="QS"),
             4,
-            "QS",
+            "QS-JAN",
             ["2022-01-01", "2022-04-01", "2022-07-01", "2022-10-01", "2023-01-01"],
         ),
     ],
@@ -95,3 +95,12 @@ def test_daily_dates_with_freq_weekly_are_summed_into_weeks():
     forecast = fit(history, horizon=4, freq="W-SUN", params=FAST).predict()
     assert (forecast["date"].dt.dayofweek == 6).all()
     np.testing.assert_allclose(forecast["forecast"], 70.0, rtol=0.01)
+
+
+def test_fiscal_quarters_anchored_in_february_fit_and_forecast():
+    """Quarters starting Feb/May/Aug/Nov (QS-FEB) stay on their own grid end to end."""
+    dates = pd.date_range("2015-02-01", periods=24, freq="QS-FEB")
+    model = fit(_seasonal(dates, 4), horizon=4, params=Params(rounds=30))
+    forecast_dates = sorted(model.predict()["date"].unique())
+    assert [d.month for d in pd.DatetimeIndex(forecast_dates)] == [2, 5, 8, 11]
+    assert pd.Timestamp(forecast_dates[0]) == dates[-1] + pd.DateOffset(months=3)

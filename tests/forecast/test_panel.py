@@ -22,9 +22,10 @@ def _dates(*values: str) -> pd.Series:
         (pd.date_range("2024-01-03", periods=20, freq="W-WED"), "W-WED"),
         (pd.date_range("2020-01-01", periods=30, freq="MS"), "MS"),
         (pd.date_range("2020-01-31", periods=30, freq="ME"), "ME"),
-        (pd.date_range("2010-01-01", periods=12, freq="QS"), "QS"),
-        (pd.date_range("2010-03-31", periods=12, freq="QE"), "QE"),
-        (pd.date_range("2000-01-01", periods=8, freq="YS"), "YS"),
+        (pd.date_range("2010-01-01", periods=12, freq="QS"), "QS-JAN"),
+        (pd.date_range("2010-02-01", periods=12, freq="QS-FEB"), "QS-FEB"),
+        (pd.date_range("2010-03-31", periods=12, freq="QE"), "QE-MAR"),
+        (pd.date_range("2000-01-01", periods=8, freq="YS"), "YS-JAN"),
     ],
 )
 def test_infer_freq_names_the_grid_and_its_anchor(dates, expected):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import warnings
 from dataclasses import dataclass
 
 import pandas as pd
@@ -84,22 +85,36 @@ def read_table(data: bytes, dialect: Dialect) -> pd.DataFrame:
     (quoted fields spanning lines are the one case where it does not).
     """
     try:
-        return pd.read_csv(
-            io.BytesIO(data),
-            sep=dialect.delimiter,
-            header=None,
-            names=list(range(len(dialect.header))),
-            skiprows=dialect.header_line,
-            index_col=False,
-            dtype=str,
-            # Empty cells stay "" (cheaper than NA detection); coding turns them into MISSING.
-            na_filter=False,
-            skip_blank_lines=False,
-            encoding="utf-8",
-            engine="c",
-        )
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", pd.errors.ParserWarning)
+            table = pd.read_csv(
+                io.BytesIO(data),
+                sep=dialect.delimiter,
+                header=None,
+                names=list(range(len(dialect.header))),
+                skiprows=dialect.header_line,
+                index_col=False,
+                dtype=str,
+                # Empty cells stay "" (cheaper than NA detection); coding turns them into MISSING.
+                na_filter=False,
+                skip_blank_lines=False,
+                encoding="utf-8",
+                engine="c",
+            )
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         raise ContractViolationError(*_parser_finding(str(exc))) from exc
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        # pandas drops the surplus fields of the first data row with only a warning; later
+        # rows raise ParserError above. Losing values silently is never acceptable.
+        line = dialect.header_line + 1
+        raise ContractViolationError(
+            "parse",
+            f"line {line} has more fields than the header's {len(dialect.header)}: an unquoted "
+            f"{dialect.delimiter!r} inside a value (a thousands separator?) or a missing header "
+            "column",
+            [{"line": line}],
+        )
+    return table
 
 
 def _parser_finding(text: str) -> tuple[str, str, list[dict[str, object]]]:

@@ -50,11 +50,18 @@ def describe(items: Sequence[dict[str, Any]]) -> str:
     return ", ".join(f"line {item['line']}: {item['value']!r}" for item in items)
 
 
+MAX_VALUE_CHARS = 100
+
+
 def _plain(value: object) -> Any:
-    # Examples go into JSON; keep numbers as numbers and everything else as text.
-    if value is None or isinstance(value, bool | int | float | str):
+    # Examples go into JSON; keep numbers as numbers and everything else as text, cut short:
+    # a hostile multi-megabyte cell must not become a multi-megabyte error report or log line.
+    if value is None or isinstance(value, bool | int | float):
         return value
-    return str(value)
+    text = str(value)
+    if len(text) > MAX_VALUE_CHARS:
+        return f"{text[:MAX_VALUE_CHARS]}... ({len(text):,} characters)"
+    return text
 
 
 @dataclass

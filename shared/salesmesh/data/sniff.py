@@ -143,6 +143,14 @@ def _to_utf8(raw: bytes, name: str) -> tuple[bytes, str]:
         raise ContractViolationError(
             "file_type", f"{name} is a binary file, not CSV text (control bytes in the first 8 KiB)"
         )
+    nul = raw.find(b"\x00")  # past the sniffed head: text with binary spliced in
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise ContractViolationError(
+            "file_type",
+            f"{name} holds a NUL byte at line {line}: binary data inside text, not CSV",
+            [{"line": line}],
+        )
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -38,10 +38,12 @@ def infer_freq(dates: pd.Series) -> str:
         return f"W-{unique[0].day_name()[:3].upper()}"
     if 28 <= days <= 31:
         return "MS" if bool((unique.day == 1).all()) else "ME"
+    # quarters and years keep the anchor month of the data (fiscal quarters start in Feb ...)
+    month = unique[0].strftime("%b").upper()
     if 89 <= days <= 92:
-        return "QS" if bool((unique.day == 1).all()) else "QE"
+        return f"QS-{month}" if bool((unique.day == 1).all()) else f"QE-{month}"
     if 365 <= days <= 366:
-        return "YS" if bool((unique.day == 1).all()) else "YE"
+        return f"YS-{month}" if bool((unique.day == 1).all()) else f"YE-{month}"
     raise ForecastError(
         f"unsupported spacing of {days} days between dates; use daily, weekly, "
         "monthly, quarterly or yearly data"
@@ -127,7 +129,11 @@ def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
 
 
 def snap(dates: pd.Series, freq: str) -> pd.Series:
-    """Move each date onto the grid of ``freq`` (a month's sales dated the 15th join ``MS``)."""
+    """Move each date onto the grid of ``freq`` (a month's sales dated the 15th join ``MS``).
+
+    Start-anchored frequencies (``MS``, ``QS-FEB`` ...) roll back to their period's start, the
+    others (``W-SUN``, ``ME`` ...) forward to its end, exactly as ``pd.date_range`` lays the grid.
+    """
     offset = pd.tseries.frequencies.to_offset(freq)
     name = offset.name
     if name == "D":
@@ -137,13 +143,11 @@ def snap(dates: pd.Series, freq: str) -> pd.Series:
             f"unsupported frequency {freq!r}; use daily (D), weekly (W-SUN ...), monthly (MS, ME), "
             "quarterly (QS, QE) or yearly (YS, YE) data"
         )
-    period = name if name.startswith("W") else name[0]
-    periods = pd.PeriodIndex(dates, freq=period)
-    if name.split("-")[0].endswith("S"):  # "MS", "QS-JAN": dated at the start of the period
-        snapped = periods.start_time
-    else:  # weeks end on their anchor day; "ME", "QE" are dated at the period's end
-        snapped = periods.end_time.normalize()
-    return pd.Series(snapped, index=dates.index, name=dates.name)
+    roll = offset.rollback if name.split("-")[0].endswith("S") else offset.rollforward
+    unique = pd.DatetimeIndex(dates.unique())  # a few thousand dates for millions of rows
+    snapped = pd.DatetimeIndex([roll(day) for day in unique]).normalize()
+    lookup = pd.Series(snapped, index=unique)
+    return pd.Series(lookup.loc[dates.to_numpy()].to_numpy(), index=dates.index, name=dates.name)
 
 
 def _forward_fill(matrix: Matrix) -> Matrix:
