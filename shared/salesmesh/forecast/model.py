@@ -38,12 +38,9 @@ class Params:
     rounds: int = 200
     learning_rate: float = 0.08
     leaves: int = 63
-    # rows beyond this are sampled: it bounds training time at 1M+ rows with little loss
+    # (series, origin, step) rows sampled for training. It bounds the cost at 1M+ rows; fewer
+    # rows for small data cost accuracy (MASE +4 % on M3/PBS at 2 rows per observation).
     max_train_rows: int = 150_000
-    # Between min_train_rows and max_train_rows, the budget is this many rows per observed
-    # value: it keeps small jobs quick, and below ~60,000 rows accuracy suffers from the sample.
-    rows_per_observation: float = 2.0
-    min_train_rows: int = 60_000
     # share of the gradient-boosted model; ETS and Theta share the rest equally
     gbm_weight: float = 0.5
     seed: int = 0
@@ -252,13 +249,7 @@ def _train(panel: Panel, horizon: int, season: int, params: Params) -> Any:
     history = features.History(panel.values)
     n_series, length = panel.values.shape
     rng = np.random.default_rng(params.seed)
-    observed = int(np.sum(~np.isnan(panel.values)))
-    budget = int(
-        min(
-            params.max_train_rows,
-            max(params.min_train_rows, params.rows_per_observation * observed),
-        )
-    )
+    budget = params.max_train_rows
     per_step = max(1, budget // (n_series * horizon))
     blocks: list[NDArray[np.float32]] = []
     targets: list[Matrix] = []
