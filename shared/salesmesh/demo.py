@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     forecast = load(output).predict()  # load re-verifies every file against the manifest
     busiest = forecast.groupby("series_id")["forecast"].sum().idxmax()
     preview = forecast[forecast["series_id"] == busiest].head(7)
-    print(f"\n== 4. next 7 days for the busiest series, {busiest} (loaded from the artifact)")
+    print(f"\n== 4. next 7 periods for the busiest series, {busiest} (loaded from the artifact)")
     for row in preview.itertuples():
         print(f"    {row.date:%a %Y-%m-%d}  {row.forecast:8.1f} units")
     print(f"\nmodel card: {output / 'model_card.md'}")

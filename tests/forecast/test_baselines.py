@@ -95,3 +95,20 @@ def test_theta_handles_series_that_started_late_or_never_and_stays_non_negative(
     np.testing.assert_array_equal(forecast[1], np.zeros(70))
     assert forecast.min() >= 0.0
     assert forecast[2, -1] == 0.0
+
+
+def test_ets_picks_no_seasonality_for_pure_noise():
+    """On noise without a season, the penalised choice forecasts flat, not a spurious pattern."""
+    rng = np.random.default_rng(3)
+    values = 100.0 + rng.normal(0, 10, size=(20, 72))
+    forecast = ets_forecast(values, season=12, horizon=12)
+    wiggle = forecast.std(axis=1)  # seasonal indices fitted to noise would swing by ~5 units
+    assert np.median(wiggle) < 1.0
+
+
+def test_ets_keeps_a_real_season():
+    """A clear season survives the penalty: the forecast repeats the pattern."""
+    pattern = np.tile(np.array([50, 60, 80, 120, 90, 70, 55, 50, 65, 85, 110, 140.0]), 6)
+    values = pattern[None, :] + np.random.default_rng(4).normal(0, 2, size=(5, 72))
+    forecast = ets_forecast(values, season=12, horizon=12)
+    assert np.abs(forecast - pattern[:12]).mean() < 6.0

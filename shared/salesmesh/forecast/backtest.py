@@ -91,6 +91,7 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
             "season_length": season,
             "freq": panel.freq,
             "refit": "model fitted once before the first origin; baselines at every origin",
+            "regressors": "the model sees each window's actual regressors (a known plan)",
             "series": len(panel.series),
         },
         "models": figures,

@@ -1,8 +1,8 @@
 """Statistical models: seasonal naive and ETS (the baselines) and Theta (a blend member).
 
-ETS here is Holt-Winters with additive or multiplicative seasonality and an optional damped
+ETS here is Holt-Winters with no, additive or multiplicative seasonality and an optional damped
 trend, fitted for all series at once: each series picks, from a small grid, the model and
-smoothing parameters with the lowest one-step-ahead squared error. Vectorising over series keeps
+smoothing parameters with the lowest AICc of its one-step-ahead errors, as AutoETS does. Vectorising over series keeps
 1,000 daily series to seconds, which a per-series optimiser (statsmodels, statsforecast) cannot
 match inside a training job. The benchmark compares against statsforecast's AutoETS as the
 external reference.
@@ -21,7 +21,8 @@ Matrix = NDArray[np.float64]
 _ALPHAS = (0.05, 0.15, 0.3, 0.5, 0.8)
 _TRENDS = ((0.0, 0.0), (0.1, 0.95))  # (beta as a share of alpha, damping phi)
 _GAMMAS = (0.0, 0.1, 0.25)
-_SEASONAL_KINDS = (0.0, 1.0)  # additive, multiplicative (only for strictly positive series)
+# none, additive, multiplicative (only for strictly positive series)
+_SEASONAL_KINDS = (-1.0, 0.0, 1.0)
 
 
 def seasonal_naive(values: Matrix, season: int, horizon: int) -> Matrix:
@@ -56,6 +57,7 @@ def ets_forecast(values: Matrix, season: int, horizon: int) -> Matrix:
     beta = alpha * share
     gamma = grid[:, 2][None, :]
     multiplicative = grid[:, 3][None, :] == 1.0
+    nonseasonal = grid[:, 3][None, :] == -1.0
     n_series, length = values.shape
     season = max(season, 1)
     starts = np.argmax(~np.isnan(values), axis=1)
@@ -65,7 +67,8 @@ def ets_forecast(values: Matrix, season: int, horizon: int) -> Matrix:
     trend = np.repeat(trend0[:, None], len(grid), axis=1)
     # multiplicative indices are ratios to the level, additive ones differences from it
     ratio = seasonal0 / np.where(level0 > 0, level0, 1.0)[:, None] + 1.0
-    seasonal = np.where(multiplicative[:, :, None], ratio[:, None, :], seasonal0[:, None, :]).copy()
+    seasonal = np.where(multiplicative[:, :, None], ratio[:, None, :], seasonal0[:, None, :])
+    seasonal = np.where(nonseasonal[:, :, None], 0.0, seasonal)
     sse = np.where(multiplicative & ~positive[:, None], np.inf, 0.0)
     rows = np.arange(n_series)
 
@@ -91,8 +94,19 @@ def ets_forecast(values: Matrix, season: int, horizon: int) -> Matrix:
                 multiplicative, error / safe_base, error
             )
 
-    sse = np.where(np.isfinite(sse), sse, np.inf)
-    best = np.argmin(sse, axis=1)
+    # AICc, not raw SSE: a seasonal, trended model always fits the past a little better, and
+    # picking it for that overfits (measured: ETS MASE 1.16 -> x AutoETS on PBS by SSE)
+    has_trend = grid[:, 1] > 0
+    seasonal_states = np.where(grid[:, 3] == -1.0, 0, season - 1 + (grid[:, 2] > 0))
+    k = (2 + 3 * has_trend + seasonal_states)[None, :].astype(float)
+    n = np.maximum(np.sum(~np.isnan(values), axis=1) - season, 1)[:, None].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        aicc = n * np.log(np.maximum(sse, 1e-12) / n) + 2 * k + 2 * k * (k + 1) / (n - k - 1)
+    aicc = np.where((n - k - 1 > 0) & np.isfinite(sse), aicc, np.inf)
+    # too short for any penalised model: fall back to the smallest error
+    fallback = ~np.isfinite(aicc).any(axis=1)
+    aicc[fallback] = np.where(np.isfinite(sse[fallback]), sse[fallback], np.inf)
+    best = np.argmin(aicc, axis=1)
     level, trend = level[rows, best], trend[rows, best]
     seasonal = seasonal[rows, best, :]
     phi_best = phi[0, best]

@@ -92,7 +92,7 @@ class Forecaster:
 
     @property
     def blend_weight(self) -> float:
-        """Share of the gradient-boosted model in the forecast (the rest is ETS)."""
+        """Share of the gradient-boosted model in the forecast (ETS and Theta share the rest)."""
         return self._state.blend_weight
 
     def predict(
