@@ -3,9 +3,9 @@
 ETS here is Holt-Winters with no, additive or multiplicative seasonality and an optional damped
 trend, fitted for all series at once: each series picks, from a small grid, the model and
 smoothing parameters with the lowest AICc of its one-step-ahead errors, as AutoETS does.
-Vectorising over series keeps 1,000 daily series to seconds, which a per-series optimiser (statsmodels, statsforecast) cannot
-match inside a training job. The benchmark compares against statsforecast's AutoETS as the
-external reference.
+Vectorising over series keeps 1,000 daily series to seconds, which a per-series optimiser
+(statsmodels, statsforecast) cannot match inside a training job. The benchmark compares against
+statsforecast's AutoETS as the external reference.
 """
 
 from __future__ import annotations
