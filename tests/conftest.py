@@ -21,9 +21,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def emulator_host() -> Iterator[str]:
     """A real in-memory gcp-storage-emulator, shared by the whole session."""
-    server_module = pytest.importorskip("gcp_storage_emulator.server")
+    # a hard import: the emulator is a dev dependency, and gs:// paths must never skip quietly
+    from gcp_storage_emulator.server import create_server
+
     port = _free_port()
-    server = server_module.create_server("127.0.0.1", port, in_memory=True)
+    server = create_server("127.0.0.1", port, in_memory=True)
     server.start()
     try:
         yield f"http://127.0.0.1:{port}"
