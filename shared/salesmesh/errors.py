@@ -23,6 +23,22 @@ class ForecastError(MeshError):
     """A forecaster was asked for something it cannot do (too little history, bad horizon)."""
 
 
+class LaunchError(MeshError):
+    """A training run could not be started, or its launch record never became readable."""
+
+
+class BadEventError(MeshError):
+    """A delivered CloudEvent is not what the handler expects; the message names the field."""
+
+
+class ConfigError(MeshError):
+    """A setting from the environment is invalid; the message names the variable and the fix."""
+
+
+class WiringError(ConfigError):
+    """The trigger wiring file is malformed; the message names the trigger and the field."""
+
+
 def exit_status(program: str, error: MeshError) -> int:
     """Print ``program: error: ...`` on stderr; return the command-line exit code for it.
 

@@ -13,17 +13,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from salesmesh.errors import MeshError
+from salesmesh.errors import WiringError
 
 STORAGE_FINALIZED = "google.cloud.storage.object.v1.finalized"
 PUBSUB_PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 _EVENT_SOURCES = {STORAGE_FINALIZED: "bucket", PUBSUB_PUBLISHED: "topic"}
 BUCKET_ROLES = ("data", "model", "state")
 TOPIC_ROLES = ("alerts",)
-
-
-class WiringError(MeshError):
-    """The trigger wiring file is malformed; the message names the trigger and the field."""
 
 
 @dataclass(frozen=True)
