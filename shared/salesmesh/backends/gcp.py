@@ -1,0 +1,163 @@
+"""Vertex AI training launcher: one ``aiplatform.CustomJob`` per run, found again by its label.
+
+The job runs the trainer image's ``python -m salesmesh.train --data URI --horizon N`` with no
+``--output``: Vertex AI sets ``AIP_MODEL_DIR`` to ``<base_output_dir>/model/`` and the trainer
+writes there. So for a request whose ``output_uri`` is ``gs://models/runs/r1`` the artifact and
+its manifest land in ``gs://models/runs/r1/model/``, and that is the ``output_uri`` a
+:class:`TrainingRun` from this backend reports.
+
+Idempotency: every job carries the label ``salesmesh-run=<run_id>``; ``launch`` lists jobs with
+that label first and submits only when there is none. Vertex AI assigns job ids itself, so the
+list and the create are not one atomic step: two deliveries landing in the same second could
+both submit. Both then train into the same folder, where the trainer's create-only writes let
+one publish and fail the other, and ``get`` always reports the oldest job, so callers still
+agree on one run. A caller that must rule even that out claims the run id first (a GCS object
+written with ``if_generation_match=0``).
+
+``google.cloud.aiplatform`` is imported inside the methods only, so importing this module, and
+``salesmesh.backends``, stays cheap.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import re
+from typing import Any
+from urllib.parse import quote
+
+from salesmesh.ports import RunState, TrainingRequest, TrainingRun, rfc3339
+
+RUN_LABEL = "salesmesh-run"
+COMMAND = ["python", "-m", "salesmesh.train"]
+
+# Vertex AI's JobState names -> RunState. Cancelled and expired jobs produced no model, so they
+# count as failed; paused and pending ones are waiting, like queued.
+_STATES = {
+    "JOB_STATE_UNSPECIFIED": RunState.QUEUED,
+    "JOB_STATE_QUEUED": RunState.QUEUED,
+    "JOB_STATE_PENDING": RunState.QUEUED,
+    "JOB_STATE_PAUSED": RunState.QUEUED,
+    "JOB_STATE_RUNNING": RunState.RUNNING,
+    "JOB_STATE_UPDATING": RunState.RUNNING,
+    "JOB_STATE_CANCELLING": RunState.RUNNING,
+    "JOB_STATE_SUCCEEDED": RunState.SUCCEEDED,
+    "JOB_STATE_FAILED": RunState.FAILED,
+    "JOB_STATE_CANCELLED": RunState.FAILED,
+    "JOB_STATE_EXPIRED": RunState.FAILED,
+    "JOB_STATE_PARTIALLY_SUCCEEDED": RunState.FAILED,
+}
+# How Vertex AI reports a worker's exit status in a failed job's error message.
+_EXIT_STATUS = re.compile(r"non-zero status of (\d+)")
+
+
+class VertexTrainingLauncher:
+    """Submits training runs as Vertex AI custom jobs without waiting for them."""
+
+    def __init__(
+        self,
+        project: str,
+        location: str,
+        staging_bucket: str,
+        container_uri: str,
+        service_account: str | None = None,
+        machine_type: str = "n1-standard-4",
+    ) -> None:
+        self.project = project
+        self.location = location
+        self.staging_bucket = staging_bucket
+        self.container_uri = container_uri
+        self.service_account = service_account
+        self.machine_type = machine_type
+
+    def launch(self, request: TrainingRequest) -> TrainingRun:
+        """Submit a custom job for the run unless a job labelled with its run id exists."""
+        existing = self.get(request.run_id)
+        if existing is not None:
+            return existing
+        job = _aiplatform().CustomJob(
+            display_name=f"salesmesh-train-{request.run_id}",
+            worker_pool_specs=[
+                {
+                    "machine_spec": {"machine_type": self.machine_type},
+                    "replica_count": 1,
+                    "container_spec": {
+                        "image_uri": self.container_uri,
+                        "command": COMMAND,
+                        "args": ["--data", request.data_uri, "--horizon", str(request.horizon)],
+                    },
+                }
+            ],
+            base_output_dir=request.output_uri,
+            labels={**request.labels, RUN_LABEL: request.run_id},
+            project=self.project,
+            location=self.location,
+            staging_bucket=self.staging_bucket,
+        )
+        # submit() returns once the job resource exists; run() would block until it ends.
+        job.submit(service_account=self.service_account)
+        return self._to_run(job.gca_resource)
+
+    def get(self, run_id: str) -> TrainingRun | None:
+        """The oldest job labelled with ``run_id``, or None."""
+        jobs = self._jobs(f'labels.{RUN_LABEL}="{run_id}"')
+        return self._to_run(jobs[0]) if jobs else None
+
+    def list(self) -> builtins.list[TrainingRun]:
+        """Every salesmesh training job in the project and location, oldest first."""
+        return [self._to_run(job) for job in self._jobs(f"labels.{RUN_LABEL}:*")]
+
+    def _jobs(self, filter_: str) -> builtins.list[Any]:
+        """Job resources (the protos) matching ``filter_``, oldest first."""
+        jobs = _aiplatform().CustomJob.list(
+            filter=filter_, project=self.project, location=self.location
+        )
+        resources = [job.gca_resource for job in jobs]
+        return sorted(resources, key=lambda resource: rfc3339(resource.create_time))
+
+    def _to_run(self, resource: Any) -> TrainingRun:
+        """A CustomJob resource proto as a TrainingRun; everything is read from the job itself."""
+        spec = resource.job_spec
+        args = builtins.list(spec.worker_pool_specs[0].container_spec.args)
+        state = _STATES.get(resource.state.name, RunState.RUNNING)  # unknown: not finished
+        exit_code = None
+        if state is RunState.SUCCEEDED:
+            exit_code = 0
+        elif state is RunState.FAILED and (found := _EXIT_STATUS.search(resource.error.message)):
+            exit_code = int(found.group(1))
+        return TrainingRun(
+            run_id=resource.labels[RUN_LABEL],
+            state=state,
+            data_uri=args[args.index("--data") + 1],
+            output_uri=model_dir(spec.base_output_directory.output_uri_prefix),
+            created=rfc3339(resource.create_time),
+            exit_code=exit_code,
+            log=self._log_url(resource.name),
+            backend_id=resource.name,
+        )
+
+    def _log_url(self, job_name: str) -> str:
+        """Cloud Logging query for the job's container output (resource type ml_job)."""
+        query = f'resource.type="ml_job" resource.labels.job_id="{job_name.rsplit("/", 1)[-1]}"'
+        return (
+            "https://console.cloud.google.com/logs/query;query="
+            f"{quote(query, safe='')}?project={self.project}"
+        )
+
+
+def _aiplatform() -> Any:
+    """The Vertex AI SDK, imported on first use.
+
+    Through importlib so mypy does not follow it: the SDK ships ``py.typed``, and once mypy
+    reads it, ``google.cloud`` turns into a typed namespace in which the untyped
+    ``google.cloud.storage`` that other modules import no longer exists.
+    """
+    return importlib.import_module("google.cloud.aiplatform")
+
+
+def model_dir(base_output_dir: str) -> str:
+    """Where a custom job's trainer writes: Vertex AI's ``AIP_MODEL_DIR``, without the slash."""
+    return f"{base_output_dir.rstrip('/')}/model"
+
+
+TRAINING_LAUNCHER = VertexTrainingLauncher
