@@ -91,3 +91,28 @@ def test_gcs_oversized_object_is_refused_from_metadata(bucket, sales_text):
     assert "over the limit of 100 bytes" in result.report.errors[0].message
     assert result.source.generation is not None
     assert result.frame is None
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("gs://b/x.csv#1700000000000001", ("gs://b/x.csv", 1700000000000001)),
+        ("gs://b/x.csv", ("gs://b/x.csv", None)),
+        ("gs://b/odd#name.csv", ("gs://b/odd#name.csv", None)),
+    ],
+)
+def test_a_generation_suffix_is_split_from_the_uri(uri, expected):
+    """gsutil's '#generation' names one version; other '#' stay part of the name."""
+    from salesmesh.data.source import split_generation
+
+    assert split_generation(uri) == expected
+
+
+def test_gcs_read_of_a_pinned_generation_reports_that_generation(bucket, sales_text):
+    """Reading 'gs://b/x.csv#GEN' returns that version and records its generation."""
+    blob = bucket.blob("pinned.csv")
+    blob.upload_from_string(sales_text())
+    blob.reload()
+    data, info = read_source(f"gs://{bucket.name}/pinned.csv#{blob.generation}")
+    assert data == sales_text().encode()
+    assert info.generation == str(blob.generation)

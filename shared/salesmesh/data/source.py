@@ -94,10 +94,23 @@ def _read_local(path: Path, contract: Contract) -> tuple[bytes, SourceInfo]:
 
 def split_gcs_uri(uri: str) -> tuple[str, str]:
     """('bucket', 'path/name.csv') from 'gs://bucket/path/name.csv'."""
+    uri, _ = split_generation(uri)
     bucket, _, name = uri.removeprefix("gs://").partition("/")
     if not bucket or not name or name.endswith("/"):
         raise SourceError(f"bad GCS URI {uri!r}: expected gs://BUCKET/OBJECT")
     return bucket, name
+
+
+def split_generation(uri: str) -> tuple[str, int | None]:
+    """``gs://b/x.csv#1700000000000000`` -> (``gs://b/x.csv``, 1700000000000000).
+
+    gsutil's notation for one version of an object: an upload event names a generation, and
+    validating or training on a newer one would break the event -> run identity.
+    """
+    base, sep, generation = uri.rpartition("#")
+    if sep and generation.isdigit():
+        return base, int(generation)
+    return uri, None
 
 
 def storage_client(env: Mapping[str, str] = os.environ) -> Any:
@@ -124,11 +137,13 @@ def _read_gcs(uri: str, contract: Contract, client: Any | None) -> tuple[bytes, 
     try:
         client = client or storage_client()
         bucket = client.bucket(bucket_name)
-        blob = bucket.get_blob(name)
+        _, wanted = split_generation(uri)
+        blob = bucket.get_blob(name, generation=wanted)
         if blob is None:
             exists = client.lookup_bucket(bucket_name) is not None
             where = f"bucket {bucket_name} exists" if exists else f"bucket {bucket_name} not found"
-            raise SourceError(f"object {uri} not found ({where})")
+            version = "" if wanted is None else f" (generation {wanted} may have been replaced)"
+            raise SourceError(f"object {uri} not found{version} ({where})")
         info = SourceInfo(
             uri,
             int(blob.size or 0),

@@ -1,0 +1,122 @@
+"""train_trigger's core: ignore, quarantine with a reason, or launch exactly one run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from salesmesh import events, intake
+from salesmesh.backends.local import LocalTrainingLauncher
+from salesmesh.logs import capture
+from salesmesh.sample import generate
+from salesmesh.settings import Settings
+
+VALID = generate(stores=1, products=2, days=120, seed=5).to_csv(index=False)
+NEGATIVE = VALID.replace("\n2024-01-05,S01,P001,", "\n2024-01-05,S01,P001,-", 1)
+
+
+def _upload(bucket: Any, name: str, text: str) -> events.StorageObject:
+    blob = bucket.blob(name)
+    blob.upload_from_string(text, content_type="text/csv")
+    blob.reload()
+    return events.StorageObject.from_data(
+        {"bucket": bucket.name, "name": name, "generation": str(blob.generation), "size": "1"}
+    )
+
+
+@pytest.fixture
+def settings(bucket: Any, tmp_path: Path) -> Settings:
+    """The test bucket as data bucket, a fresh model bucket beside it, a private state folder."""
+    models = bucket.client.create_bucket(f"{bucket.name[:50]}-models")
+    return Settings(
+        data_bucket=bucket.name, model_bucket=models.name, horizon=7, state_dir=tmp_path / "state"
+    )
+
+
+def _finished(launcher: LocalTrainingLauncher, run_id: str, timeout: float = 120.0) -> Any:
+    """Wait for the run's subprocess to end, so no test leaves a trainer running."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        run = launcher.get(run_id)
+        if run is not None and run.state.finished:
+            return run
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} did not finish in {timeout} s: {launcher.get(run_id)}")
+
+
+@pytest.fixture
+def launcher(settings: Settings) -> LocalTrainingLauncher:
+    """The real local launcher: each launch starts the trainer as a subprocess."""
+    return LocalTrainingLauncher(settings.state_dir)
+
+
+def _handle(upload: events.StorageObject, settings: Settings, launcher: Any, bucket: Any) -> Any:
+    log = capture("train_trigger")
+    outcome = intake.handle_upload(upload, settings, launcher, bucket.client, log)
+    return outcome, log
+
+
+def test_objects_outside_the_upload_prefix_are_ignored_with_the_reason(bucket, settings, launcher):
+    """A file elsewhere in the bucket starts nothing and the log says why."""
+    outcome, log = _handle(_upload(bucket, "exports/x.csv", VALID), settings, launcher, bucket)
+    assert (outcome.action, launcher.list()) == ("ignored", [])
+    assert "outside the upload prefix" in log.messages("INFO")[0]
+
+
+def test_a_bad_file_is_quarantined_with_its_reason_and_starts_no_run(bucket, settings, launcher):
+    """Negative sales: the file is copied to quarantine/ with an error report; no run starts."""
+    upload = _upload(bucket, "uploads/2026/bad.csv", NEGATIVE)
+    outcome, log = _handle(upload, settings, launcher, bucket)
+    assert outcome.action == "rejected" and "sales_negative" in outcome.reason
+    assert launcher.list() == []
+    copy = bucket.blob("quarantine/2026/bad.csv").download_as_text()
+    report = json.loads(bucket.blob("quarantine/2026/bad.csv.error.json").download_as_text())
+    assert copy == NEGATIVE  # nothing lost
+    assert report["object"] == upload.uri and report["generation"] == upload.generation
+    assert [e["rule"] for e in report["report"]["errors"]] == ["sales_negative"]
+    assert bucket.blob("uploads/2026/bad.csv").exists()  # the original stays where it was
+    [line] = log.records
+    assert line["severity"] == "ERROR" and line["correlation_id"] == events.correlation_id(upload)
+
+
+def test_a_valid_file_trains_one_run_whose_manifest_lands_in_the_model_bucket(
+    bucket, settings, launcher
+):
+    """The run trains on exactly the announced generation; its manifest lands in the bucket."""
+    upload = _upload(bucket, "uploads/sales.csv", VALID)
+    outcome, _ = _handle(upload, settings, launcher, bucket)
+    assert outcome.action == "launched" and outcome.run is not None
+    assert outcome.run.run_id == events.run_id(upload)
+    assert outcome.run.data_uri == f"{upload.uri}#{upload.generation}"
+    assert [r.run_id for r in launcher.list()] == [events.run_id(upload)]
+    run = _finished(launcher, outcome.run.run_id)
+    assert (run.state, run.exit_code) == ("succeeded", 0), Path(run.log or "").read_text()
+    prefix = outcome.run.output_uri.removeprefix(f"gs://{settings.model_bucket}/")
+    manifest = bucket.client.bucket(settings.model_bucket).blob(
+        prefix.rstrip("/") + "/manifest.json"
+    )
+    assert json.loads(manifest.download_as_text())["data"]["uri"] == outcome.run.data_uri
+
+
+def test_a_redelivered_event_finds_the_run_and_starts_nothing(bucket, settings, launcher):
+    """The same finalize event twice gives one run; the second delivery says duplicate."""
+    upload = _upload(bucket, "uploads/sales.csv", VALID)
+    first, _ = _handle(upload, settings, launcher, bucket)
+    second, log = _handle(upload, settings, launcher, bucket)
+    assert (first.action, second.action) == ("launched", "duplicate")
+    assert len(launcher.list()) == 1
+    assert "duplicate delivery" in log.messages("INFO")[0]
+    _finished(launcher, first.run.run_id)
+
+
+def test_an_object_deleted_before_delivery_is_reported_not_retried(bucket, settings, launcher):
+    """A vanished object returns normally (nothing to retry) with a warning naming it."""
+    upload = _upload(bucket, "uploads/gone.csv", VALID)
+    bucket.blob("uploads/gone.csv").delete()
+    outcome, log = _handle(upload, settings, launcher, bucket)
+    assert outcome.action == "missing" and launcher.list() == []
+    assert "uploads/gone.csv" in log.messages("WARNING")[0]
