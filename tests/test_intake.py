@@ -56,7 +56,7 @@ def launcher(settings: Settings) -> LocalTrainingLauncher:
 
 def _handle(upload: events.StorageObject, settings: Settings, launcher: Any, bucket: Any) -> Any:
     log = capture("train_trigger")
-    outcome = intake.handle_upload(upload, settings, launcher, bucket.client, log)
+    outcome = intake.handle_upload(upload, settings, launcher, lambda: bucket.client, log)
     return outcome, log
 
 

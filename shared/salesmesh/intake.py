@@ -10,6 +10,7 @@ delivery layer retries.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +36,13 @@ def handle_upload(
     upload: events.StorageObject,
     settings: Settings,
     launcher: TrainingLauncher,
-    storage: Any,
+    storage: Callable[[], Any],
     log: Logger,
 ) -> Outcome:
     """Validate ``upload`` and launch one training run for it, or say why not.
 
-    ``storage`` is a google-cloud-storage client (real GCS or the emulator).
+    ``storage`` makes a google-cloud-storage client (real GCS or the emulator) when one is
+    needed: ignored and duplicate deliveries never pay for one.
     """
     run_id = events.run_id(upload)
     log = log.bind(
@@ -65,7 +67,7 @@ def handle_upload(
         log.warning(f"cannot read {upload.uri}: {exc}")
         return Outcome("missing", str(exc))
     if not loaded.report.ok:
-        reason = _quarantine(upload, loaded.report, settings, storage)
+        reason = _quarantine(upload, loaded.report, settings, storage())
         log.error(f"rejected {upload.uri}: {reason}", rules=loaded.report.rules)
         return Outcome("rejected", reason)
 
