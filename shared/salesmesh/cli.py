@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from salesmesh.errors import MeshError, exit_status
 
@@ -45,6 +46,52 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
         f"{args.days} days) to {args.out}"
     )
     return 0
+
+
+def _storage_factory() -> Any:
+    """A GCS client factory when an emulator or real project is configured, else None."""
+    import os
+
+    if not (os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("GOOGLE_CLOUD_PROJECT")):
+        return None
+    from salesmesh.data.source import storage_client
+
+    return storage_client
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from salesmesh import status
+    from salesmesh.settings import Settings
+
+    gathered = status.gather(Settings.from_env(), _storage_factory())
+    print(json.dumps(gathered, indent=2) if args.json else status.render(gathered))
+    return 0
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    import time
+
+    from salesmesh import logs, runtime
+    from salesmesh.settings import Settings
+
+    path = Settings.from_env().state_dir / "logs" / runtime.LOG_FILE
+    shown = 0
+    try:
+        while True:
+            records = list(logs.read(path, run_id=args.run))
+            for record in records[shown:]:
+                labels = record.get(logs.LABELS, {})
+                run = f" [{labels['run_id']}]" if "run_id" in labels else ""
+                print(
+                    f"{record.get('time', '')} {record.get('severity', ''):<8} "
+                    f"{record.get('component', '')}{run}: {record.get('message', '')}"
+                )
+            shown = len(records)
+            if not args.follow:
+                return 0
+            time.sleep(0.5)  # a person is watching; half a second is plenty
+    except KeyboardInterrupt:  # Ctrl-C ends --follow; that is not an error
+        return 0
 
 
 def _positive(text: str) -> int:
@@ -97,6 +144,24 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--days", type=_positive, default=730)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=_cmd_sample_data)
+
+    state = commands.add_parser(
+        "status",
+        help="training runs, quarantined files and dead letters of the local mesh",
+        description="Show the local mesh's training runs, quarantined files with their reasons "
+        "and dead-lettered events (state under $SALESMESH_STATE_DIR, default .salesmesh).",
+    )
+    state.add_argument("--json", action="store_true", help="print the status as JSON")
+    state.set_defaults(handler=_cmd_status)
+
+    log = commands.add_parser(
+        "logs",
+        help="the mesh's structured logs",
+        description="Print the structured log lines of the functions and trainer runs.",
+    )
+    log.add_argument("--run", metavar="ID", help="only lines about this training run")
+    log.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    log.set_defaults(handler=_cmd_logs)
     return parser
 
 
