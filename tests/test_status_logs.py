@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,3 +93,44 @@ def test_logs_prints_the_lines_of_one_run(tmp_path):
     assert len(lines) == 2
     assert "INFO" in lines[0] and "[r-one]: launched r-one" in lines[0]
     assert "ERROR" in lines[1] and lines[1].endswith("r-one failed")
+
+
+def _upload_cli(path: Path, bucket: Any, emulator_host: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESMESH_")}
+    env |= {"STORAGE_EMULATOR_HOST": emulator_host, "SALESMESH_DATA_BUCKET": bucket.name}
+    return subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", "upload", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_upload_puts_the_file_under_the_upload_prefix(bucket, emulator_host, tmp_path):
+    """The file lands byte for byte at uploads/<name> and its generation is printed."""
+    path = tmp_path / "sales.csv"
+    path.write_text("date,store,item,qty\n2024-01-01,S1,P1,3\n")
+    result = _upload_cli(path, bucket, emulator_host)
+    assert result.returncode == 0, result.stderr
+    assert bucket.blob("uploads/sales.csv").download_as_bytes() == path.read_bytes()
+    assert re.search(r"uploads/sales\.csv \(generation \d+, 39 bytes\)", result.stdout)
+    assert f"100% of {path.stat().st_size} bytes" in result.stderr
+
+
+def test_upload_without_a_mesh_or_project_says_how_to_get_one(tmp_path):
+    """No emulator and no --project: exit 1 with what to do, no traceback."""
+    path = tmp_path / "sales.csv"
+    path.write_text("x")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", "upload", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "salesmesh up" in result.stderr and "Traceback" not in result.stderr

@@ -59,6 +59,36 @@ def _storage_factory() -> Any:
     return storage_client
 
 
+def _cmd_upload(args: argparse.Namespace) -> int:
+    import os
+
+    from salesmesh.errors import ConfigError
+    from salesmesh.settings import Settings
+    from salesmesh.upload import upload
+
+    settings = Settings.from_env()
+    if args.project:
+        from google.cloud import storage
+
+        client = storage.Client(project=args.project)
+    elif os.environ.get("STORAGE_EMULATOR_HOST"):
+        from salesmesh.data.source import storage_client
+
+        client = storage_client()
+    else:
+        raise ConfigError(
+            "no bucket to upload to: start the local mesh (`salesmesh up`, which sets "
+            "STORAGE_EMULATOR_HOST for its shell) or pass --project for Google Cloud Storage"
+        )
+    path = Path(args.file)
+    name = args.name or settings.upload_prefix + path.name
+    result = upload(path, client, args.bucket or settings.data_bucket, name)
+    print(
+        f"uploaded {result['uri']} (generation {result['generation']}, {result['bytes']:,} bytes)"
+    )
+    return 0
+
+
 def _cmd_status(args: argparse.Namespace) -> int:
     from salesmesh import status
     from salesmesh.settings import Settings
@@ -144,6 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--days", type=_positive, default=730)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=_cmd_sample_data)
+
+    put = commands.add_parser(
+        "upload",
+        help="upload a sales file to the data bucket (this is what starts training)",
+        description="Upload FILE under the upload prefix of the data bucket: the local mesh's "
+        "emulated one by default, a real one with --project.",
+    )
+    put.add_argument("file", help="sales file (.csv, .csv.gz, .tsv, .txt)")
+    put.add_argument("--bucket", help="bucket (default $SALESMESH_DATA_BUCKET or salesmesh-data)")
+    put.add_argument("--project", help="Google Cloud project: upload to real Cloud Storage")
+    put.add_argument("--name", help="object name (default: uploads/<file name>)")
+    put.set_defaults(handler=_cmd_upload)
 
     state = commands.add_parser(
         "status",
