@@ -1,0 +1,80 @@
+"""Binary-mode CloudEvents as Eventarc POSTs them: ``ce-*`` headers, StorageObjectData body.
+
+Only the standard library: ``http.client`` with a timeout, one connection per POST (the
+function servers are local; keep-alive would save well under a millisecond).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import urllib.parse
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from time import monotonic
+from typing import Any
+
+from salesmesh.wiring import STORAGE_FINALIZED
+
+EXCERPT = 500  # characters of a failing answer kept in the dead-letter record
+
+
+@dataclass(frozen=True)
+class Event:
+    """One CloudEvent: its attributes (the ``ce-*`` headers) and its JSON data."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    data: dict[str, Any]
+    created: float = field(default_factory=monotonic)  # when the mesh saw it
+
+    def headers(self) -> dict[str, str]:
+        """The binary-mode headers Eventarc sends."""
+        return {
+            "Content-Type": "application/json",
+            "ce-id": self.id,
+            "ce-source": self.source,
+            "ce-specversion": "1.0",
+            "ce-type": self.type,
+            "ce-subject": self.subject,
+            "ce-time": self.time,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Attributes and data, as the dead-letter record keeps them."""
+        return {"attributes": self.headers(), "data": self.data}
+
+
+def finalized_event(data: Mapping[str, Any]) -> Event:
+    """The ``google.cloud.storage.object.v1.finalized`` event for a StorageObjectData dict."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Event(
+        id=uuid.uuid4().hex,
+        source=f"//storage.googleapis.com/projects/_/buckets/{data['bucket']}",
+        type=STORAGE_FINALIZED,
+        subject=f"objects/{data['name']}",
+        time=str(data.get("updated") or now),
+        data=dict(data),
+    )
+
+
+def post(url: str, event: Event, timeout: float) -> tuple[int | None, str, str]:
+    """(status, body excerpt, error) of POSTing ``event`` in binary mode to ``url``."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port, timeout=timeout
+    )
+    try:
+        connection.request("POST", parts.path or "/", json.dumps(event.data), event.headers())
+        response = connection.getresponse()
+        body = response.read(EXCERPT * 4).decode("utf-8", "replace")
+        return response.status, body, ""
+    except (OSError, http.client.HTTPException) as exc:
+        return None, "", f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()

@@ -1,0 +1,118 @@
+"""The local mesh: storage emulator, function servers and event delivery, started together.
+
+``with Mesh(settings, root) as mesh:`` starts, on 127.0.0.1 only and in this order, the
+in-process Cloud Storage emulator (objects under ``<state_dir>/gcs``, so they survive restarts)
+with the data, model and state buckets; one functions-framework server per wired function that
+exists as ``<root>/functions/<name>/main.py``; and the delivery loop. ``stop()`` undoes it in
+reverse. Training runs launched by a function are detached jobs (see
+:mod:`salesmesh.backends.local`): they outlive the mesh by design and record their own state.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from salesmesh import wiring
+from salesmesh.local.delivery import Delivery
+from salesmesh.local.emulator import StorageEmulator, free_port
+from salesmesh.local.functions import FunctionServer, function_env
+from salesmesh.settings import Settings
+from salesmesh.wiring import BUCKET_ROLES, Trigger
+
+log = logging.getLogger(__name__)
+
+
+class Mesh:
+    """Everything ``salesmesh up`` runs, as one context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        root: Path,
+        *,
+        triggers: list[Trigger] | None = None,
+        storage_port: int = 0,
+        delivery_timeout: float = 60.0,
+    ) -> None:
+        """``root`` holds ``functions/``; ``triggers`` defaults to the packaged wiring."""
+        self.settings = settings
+        self.root = Path(root)
+        self.triggers = wiring.load() if triggers is None else triggers
+        self.state_dir = Path(settings.state_dir).resolve()
+        self.emulator = StorageEmulator(self.state_dir / "gcs", port=storage_port)
+        self.servers: dict[str, FunctionServer] = {}
+        self.skipped: dict[str, str] = {}  # function -> why it is not served
+        self.delivery: Delivery | None = None
+        self._delivery_timeout = delivery_timeout
+
+    def start(self) -> Mesh:
+        """Start emulator, buckets, function servers and delivery; on failure stop what ran."""
+        try:
+            self.emulator.start()
+            self.emulator.ensure_buckets(self.settings.bucket(r) for r in BUCKET_ROLES)
+            self._start_functions()
+            urls = {name: server.url for name, server in self.servers.items()}
+            self.delivery = Delivery(
+                self.settings,
+                self.triggers,
+                urls,
+                self.emulator.events,
+                timeout=self._delivery_timeout,
+            )
+            self.delivery.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_functions(self) -> None:
+        env = function_env(self.settings, self.emulator.host)
+        logs = self.state_dir / "logs" / "functions"
+        for trigger in self.triggers:
+            source = self.root / "functions" / trigger.function / "main.py"
+            if not trigger.is_storage:
+                self.skipped[trigger.function] = "Pub/Sub triggers are not delivered locally yet"
+            elif not source.exists():
+                self.skipped[trigger.function] = f"{source} does not exist yet"
+            if trigger.function in self.skipped:
+                log.warning("not serving %s: %s", trigger.function, self.skipped[trigger.function])
+                continue
+            server = FunctionServer(
+                trigger.function,
+                trigger.entry_point,
+                source,
+                free_port(),
+                env,
+                logs / f"{trigger.function}.log",
+            )
+            self.servers[trigger.function] = server  # registered first, so stop() finds it
+            server.start()
+
+    def stop(self) -> None:
+        """Stop delivery, then the function servers, then the emulator."""
+        if self.delivery is not None:
+            self.delivery.stop()
+            self.delivery = None
+        for server in reversed(list(self.servers.values())):
+            server.stop()
+        self.servers.clear()
+        self.emulator.stop()
+
+    def url(self, function: str) -> str:
+        """The URL the named function's server listens on."""
+        if function not in self.servers:
+            why = self.skipped.get(function, "not wired")
+            raise KeyError(f"function {function!r} is not served: {why}")
+        return self.servers[function].url
+
+    def storage_client(self) -> Any:
+        """A google-cloud-storage client for the mesh's emulator."""
+        return self.emulator.client(self.settings.project)
+
+    def __enter__(self) -> Mesh:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,63 @@
+"""End to end on the local mesh: emulator, train_trigger server, trainer subprocess."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mesh_waits import wait_for
+
+from salesmesh.events import StorageObject, run_id
+from salesmesh.local.delivery import read_dead_letters
+from salesmesh.local.mesh import Mesh
+from salesmesh.sample import write_sample
+from salesmesh.settings import Settings
+
+ROOT = Path(__file__).parents[2]
+
+
+def runs(state_dir: Path) -> dict[str, dict[str, object]]:
+    """Every recorded training run by id."""
+    return {
+        p.parent.name: json.loads(p.read_text()) for p in (state_dir / "runs").glob("*/run.json")
+    }
+
+
+def test_upload_trains_and_bad_upload_is_quarantined(tmp_path: Path, state_dir: Path) -> None:
+    """A good upload ends in a manifest; a negative-sales upload is quarantined, no run."""
+    settings = Settings(state_dir=state_dir, horizon=7)
+    sample = tmp_path / "sales.csv"
+    write_sample(sample, stores=1, products=2, days=120)
+    with Mesh(settings, ROOT) as mesh:
+        assert set(mesh.skipped) == {"deploy_model", "alert_handler"}
+        client = mesh.storage_client()
+        data = client.bucket(settings.data_bucket)
+        blob = data.blob("uploads/sales.csv")
+        blob.upload_from_filename(str(sample), content_type="text/csv")
+        run = run_id(StorageObject(data.name, blob.name, str(blob.generation)))
+
+        record = wait_for(
+            lambda: (r := runs(state_dir).get(run)) and r["state"] in ("succeeded", "failed") and r,
+            60,
+            f"run {run} to finish",
+        )
+        assert record["state"] == "succeeded", Path(str(record["log"])).read_text()[-2000:]
+        manifest = client.bucket(settings.model_bucket).get_blob(f"runs/{run}/manifest.json")
+        assert manifest is not None
+        assert json.loads(manifest.download_as_bytes())["data"]["generation"] == str(
+            blob.generation
+        )
+
+        bad = "date,store_id,product_id,sales\n2026-01-01,1,1,5\n2026-01-02,1,1,-3\n"
+        data.blob("uploads/bad.csv").upload_from_string(bad, content_type="text/csv")
+        report = wait_for(
+            lambda: data.get_blob("quarantine/bad.csv.error.json"), 20, "the quarantine report"
+        )
+        assert data.get_blob("quarantine/bad.csv") is not None
+        assert "sales_negative" in report.download_as_text()
+        # the quarantine copy and its report are delivered too, and ignored: let them settle
+        wait_for(lambda: len(mesh.delivery.attempts) >= 4 if mesh.delivery else None, 20, "all")
+        assert mesh.delivery is not None
+        assert all(a.status == 200 for a in mesh.delivery.attempts), list(mesh.delivery.attempts)
+    assert list(runs(state_dir)) == [run]
+    assert read_dead_letters(state_dir) == []
