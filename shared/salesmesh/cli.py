@@ -49,10 +49,14 @@ def _cmd_sample_data(args: argparse.Namespace) -> int:
 
 
 def _storage_factory() -> Any:
-    """A GCS client factory when an emulator or real project is configured, else None."""
+    """A GCS client factory when a local mesh or real project is configured, else None."""
     import os
 
-    if not (os.environ.get("STORAGE_EMULATOR_HOST") or os.environ.get("GOOGLE_CLOUD_PROJECT")):
+    from salesmesh import runtime
+    from salesmesh.settings import Settings
+
+    mesh = runtime.use_running_mesh(Settings.from_env())
+    if not (mesh or os.environ.get("GOOGLE_CLOUD_PROJECT")):
         return None
     from salesmesh.data.source import storage_client
 
@@ -60,8 +64,7 @@ def _storage_factory() -> Any:
 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
-    import os
-
+    from salesmesh import runtime
     from salesmesh.errors import ConfigError
     from salesmesh.settings import Settings
     from salesmesh.upload import upload
@@ -71,14 +74,14 @@ def _cmd_upload(args: argparse.Namespace) -> int:
         from google.cloud import storage
 
         client = storage.Client(project=args.project)
-    elif os.environ.get("STORAGE_EMULATOR_HOST"):
+    elif runtime.use_running_mesh(settings):
         from salesmesh.data.source import storage_client
 
         client = storage_client()
     else:
         raise ConfigError(
-            "no bucket to upload to: start the local mesh (`salesmesh up`, which sets "
-            "STORAGE_EMULATOR_HOST for its shell) or pass --project for Google Cloud Storage"
+            "no bucket to upload to: start the local mesh with `salesmesh up` (in another "
+            "shell) or pass --project for Google Cloud Storage"
         )
     path = Path(args.file)
     name = args.name or settings.upload_prefix + path.name
@@ -86,6 +89,53 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     print(
         f"uploaded {result['uri']} (generation {result['generation']}, {result['bytes']:,} bytes)"
     )
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import threading
+    import time
+
+    from salesmesh import runtime
+    from salesmesh.local.mesh import Mesh
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    started = time.perf_counter()
+    mesh_file = settings.state_dir / runtime.MESH_FILE
+    with Mesh(settings, Path(args.root)) as mesh:
+        functions = {name: server.url for name, server in mesh.servers.items()}
+        runtime.write_mesh_file(
+            settings,
+            {
+                "pid": os.getpid(),
+                "storage_emulator_host": mesh.emulator.host,
+                "functions": functions,
+                "state_dir": str(settings.state_dir.resolve()),
+            },
+        )
+        print(f"salesmesh mesh ready in {time.perf_counter() - started:.1f} s")
+        print(
+            f"  storage emulator  {mesh.emulator.host}  (buckets {settings.data_bucket}, "
+            f"{settings.model_bucket}, {settings.state_bucket})"
+        )
+        for name, url in functions.items():
+            print(f"  {name:<17} {url}")
+        for name, why in mesh.skipped.items():
+            print(f"  {name:<17} not served: {why}")
+        print("upload with `salesmesh upload FILE`; Ctrl-C stops everything", flush=True)
+        try:
+            while not stopping.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+        print("stopping the mesh ...", flush=True)
+    mesh_file.unlink(missing_ok=True)
+    print("stopped")
     return 0
 
 
@@ -174,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--days", type=_positive, default=730)
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=_cmd_sample_data)
+
+    up = commands.add_parser(
+        "up",
+        help="run the whole mesh locally (foreground; Ctrl-C stops it)",
+        description="Start the Cloud Storage emulator, one functions-framework server per "
+        "function and the event delivery loop, all on 127.0.0.1, with state under "
+        "$SALESMESH_STATE_DIR (default .salesmesh). Ctrl-C stops everything.",
+    )
+    up.add_argument("--root", default=".", help="the checkout holding functions/ (default .)")
+    up.set_defaults(handler=_cmd_up)
 
     put = commands.add_parser(
         "upload",

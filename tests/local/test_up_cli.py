@@ -1,0 +1,110 @@
+"""`salesmesh up` end to end through real processes: upload, train, quarantine, stop cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from salesmesh.local.binary import finalized_event, post
+from salesmesh.sample import write_sample
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(state: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
+    return {**base, "SALESMESH_STATE_DIR": str(state), "SALESMESH_HORIZON": "7"}
+
+
+def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", *args],
+        env=_env(state),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _wait(what: str, check: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(state: Path) -> dict[str, Any]:
+    result = _cli(state, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
+    """Upload -> one succeeded run (even with 20 more deliveries); bad file -> quarantine."""
+    state = tmp_path / "state"
+    mesh = subprocess.Popen(
+        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(ROOT)],
+        env=_env(state),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        described = _wait("mesh.json", lambda: (state / "mesh.json").exists(), timeout=60)
+        assert described
+        info = json.loads((state / "mesh.json").read_text())
+
+        good = tmp_path / "sales.csv"
+        write_sample(good, stores=1, products=2, days=120, seed=2)
+        uploaded = _cli(state, "upload", str(good))
+        assert uploaded.returncode == 0, uploaded.stderr
+        runs = _wait(
+            "a finished run",
+            lambda: [r for r in _status(state)["runs"] if r["state"] in ("succeeded", "failed")],
+        )
+        assert [(r["state"], r["exit_code"]) for r in runs] == [("succeeded", 0)], runs
+
+        # Eventarc may deliver the same finalize many times at once: still one run
+        generation = runs[0]["source"].rpartition("#")[2]
+        event = finalized_event(
+            {
+                "bucket": "salesmesh-data",
+                "name": "uploads/sales.csv",
+                "generation": generation,
+                "metageneration": "1",
+            }
+        )
+        url = info["functions"]["train_trigger"]
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: post(url, event, 60.0)[0], range(20)))
+        assert answers == [200] * 20
+        assert len(_status(state)["runs"]) == 1
+
+        bad = tmp_path / "bad.csv"
+        bad.write_text(
+            good.read_text().replace("\n2024-01-05,S01,P001,", "\n2024-01-05,S01,P001,-", 1)
+        )
+        assert _cli(state, "upload", str(bad)).returncode == 0
+        quarantined = _wait("quarantine", lambda: _status(state)["quarantine"])
+        assert quarantined[0]["name"] == "quarantine/bad.csv"
+        assert "sales_negative" in quarantined[0]["reason"]
+        assert len(_status(state)["runs"]) == 1 and _status(state)["dead_letters"] == []
+    finally:
+        mesh.send_signal(signal.SIGINT)
+        output, _ = mesh.communicate(timeout=30)
+    assert mesh.returncode == 0, output
+    assert "stopped" in output and not (state / "mesh.json").exists()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"functions.framework.*{ROOT}"], capture_output=True, text=True, check=False
+    ).stdout
+    assert leftovers == "", leftovers
