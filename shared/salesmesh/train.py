@@ -24,18 +24,50 @@ import pandas as pd
 
 from salesmesh.artifact import MANIFEST, write_manifest
 from salesmesh.errors import InvalidDatasetError, MeshError, SourceError, exit_status
+from salesmesh.logs import Logger
+from salesmesh.runtime import LOG_FILE
 
 SERIES_SEPARATOR = "/"
 
 
 class _Progress:
-    """Timestamped progress lines on stderr, so a long job shows where it is."""
+    """Timestamped progress lines on stderr, so a long job shows where it is.
 
-    def __init__(self) -> None:
+    Inside the local mesh (``SALESMESH_STATE_DIR`` set) each line also goes to the mesh's
+    structured log, carrying the run and correlation ids of the upload it trains on, so
+    ``salesmesh logs --run ID`` tells the whole story from upload to artifact.
+    """
+
+    def __init__(self, data: str, env: Mapping[str, str] = os.environ) -> None:
         self._start = time.perf_counter()
+        self._log = _mesh_logger(data, env)
 
     def __call__(self, message: str) -> None:
-        print(f"[{time.perf_counter() - self._start:6.1f}s] {message}", file=sys.stderr, flush=True)
+        elapsed = time.perf_counter() - self._start
+        print(f"[{elapsed:6.1f}s] {message}", file=sys.stderr, flush=True)
+        if self._log is not None:
+            self._log.info(message, elapsed_seconds=round(elapsed, 3))
+
+
+def _mesh_logger(data: str, env: Mapping[str, str]) -> Logger | None:
+    """A structured logger bound to the upload's ids, when running inside the local mesh."""
+    if not env.get("SALESMESH_STATE_DIR"):
+        return None
+    log = Logger("trainer", stream=None, path=Path(env["SALESMESH_STATE_DIR"]) / "logs" / LOG_FILE)
+    if not data.startswith("gs://"):
+        return log
+    from salesmesh import events
+    from salesmesh.data.source import split_gcs_uri, split_generation
+
+    base, generation = split_generation(data)
+    if generation is None:
+        return log
+    bucket, name = split_gcs_uri(base)
+    upload = events.StorageObject(bucket=bucket, name=name, generation=str(generation))
+    # the same ids train_trigger derived from the event, recomputed from the pinned URI
+    return log.bind(
+        correlation_id=events.correlation_id(upload), labels={"run_id": events.run_id(upload)}
+    )
 
 
 def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -76,7 +108,7 @@ def run(
     from salesmesh.forecast.model import Params, fit_panel
     from salesmesh.forecast.panel import to_panel
 
-    say = progress or _Progress()
+    say = progress or _Progress(data)
     refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
     loaded = load_sales(data, Contract(mapping=dict(mapping or {}), horizon=horizon))

@@ -73,6 +73,10 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
             lambda: [r for r in _status(state)["runs"] if r["state"] in ("succeeded", "failed")],
         )
         assert [(r["state"], r["exit_code"]) for r in runs] == [("succeeded", 0)], runs
+        story = _cli(state, "logs", "--run", runs[0]["run_id"]).stdout.splitlines()
+        components = {line.split()[2] for line in story}
+        assert components == {"train_trigger", "trainer"}, story  # one id, upload to artifact
+        assert story[-1].endswith(f"[{runs[0]['run_id']}]: done")
 
         # Eventarc may deliver the same finalize many times at once: still one run
         generation = runs[0]["source"].rpartition("#")[2]
