@@ -66,7 +66,9 @@ def write_plots(backtest: Backtest, directory: Path) -> list[str]:
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """The accuracy table, one line per model, for the card and the console."""
     lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
-    for name, figures in metrics["models"].items():
+    # the model first, then the baselines in a fixed order (manifests store keys sorted)
+    order = [name for name in _LABELS if name in metrics["models"]]
+    for name, figures in ((n, metrics["models"][n]) for n in order):
         cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
         lines.append(f"{_LABELS[name]:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
     return lines
