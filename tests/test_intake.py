@@ -32,8 +32,13 @@ def _upload(bucket: Any, name: str, text: str) -> events.StorageObject:
 def settings(bucket: Any, tmp_path: Path) -> Settings:
     """The test bucket as data bucket, a fresh model bucket beside it, a private state folder."""
     models = bucket.client.create_bucket(f"{bucket.name[:50]}-models")
+    states = bucket.client.create_bucket(f"{bucket.name[:50]}-state")
     return Settings(
-        data_bucket=bucket.name, model_bucket=models.name, horizon=7, state_dir=tmp_path / "state"
+        data_bucket=bucket.name,
+        model_bucket=models.name,
+        state_bucket=states.name,
+        horizon=7,
+        state_dir=tmp_path / "state",
     )
 
 
@@ -68,13 +73,15 @@ def test_objects_outside_the_upload_prefix_are_ignored_with_the_reason(bucket, s
 
 
 def test_a_bad_file_is_quarantined_with_its_reason_and_starts_no_run(bucket, settings, launcher):
-    """Negative sales: the file is copied to quarantine/ with an error report; no run starts."""
+    """Negative sales: the file goes to the state bucket's quarantine/ with a report; no run."""
     upload = _upload(bucket, "uploads/2026/bad.csv", NEGATIVE)
     outcome, log = _handle(upload, settings, launcher, bucket)
     assert outcome.action == "rejected" and "sales_negative" in outcome.reason
     assert launcher.list() == []
-    copy = bucket.blob("quarantine/2026/bad.csv").download_as_text()
-    report = json.loads(bucket.blob("quarantine/2026/bad.csv.error.json").download_as_text())
+    state = bucket.client.bucket(settings.state_bucket)  # no function listens there: no loop
+    copy = state.blob("quarantine/2026/bad.csv").download_as_text()
+    report = json.loads(state.blob("quarantine/2026/bad.csv.error.json").download_as_text())
+    assert not bucket.blob("quarantine/2026/bad.csv").exists()
     assert copy == NEGATIVE  # nothing lost
     assert report["object"] == upload.uri and report["generation"] == upload.generation
     assert [e["rule"] for e in report["report"]["errors"]] == ["sales_negative"]

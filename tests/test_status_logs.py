@@ -69,7 +69,7 @@ def test_status_lists_quarantined_files_with_their_reasons(bucket, tmp_path):
     }
     bucket.blob("quarantine/x.csv").upload_from_string("data")
     bucket.blob("quarantine/x.csv.error.json").upload_from_string(json.dumps(report))
-    settings = Settings(data_bucket=bucket.name, state_dir=tmp_path)
+    settings = Settings(state_bucket=bucket.name, state_dir=tmp_path)
     gathered: dict[str, Any] = status.gather(settings, lambda: bucket.client)
     assert gathered["quarantine"] == [
         {

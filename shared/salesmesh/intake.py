@@ -91,21 +91,24 @@ def handle_upload(
 def _quarantine(
     upload: events.StorageObject, report: ValidationReport, settings: Settings, storage: Any
 ) -> str:
-    """Copy the file to the quarantine prefix with ``<name>.error.json`` beside it.
+    """Copy the file to the state bucket's quarantine prefix with ``<name>.error.json`` beside it.
 
-    The copy keeps the path under the upload prefix, so ``uploads/2026/x.csv`` lands at
-    ``quarantine/2026/x.csv``; the report comes second so its presence means "done".
+    The state bucket, because no function listens to it: quarantining must not fire
+    train_trigger again. The copy keeps the path under the upload prefix, so
+    ``uploads/2026/x.csv`` lands at ``quarantine/2026/x.csv``; the report is written second, so
+    its presence means "done". The original upload stays where it was.
     """
     relative = upload.name.removeprefix(settings.upload_prefix)
     target = settings.quarantine_prefix + relative
-    bucket = storage.bucket(upload.bucket)
-    source = bucket.blob(upload.name, generation=int(upload.generation))
-    bucket.copy_blob(source, bucket, target, source_generation=int(upload.generation))
+    source_bucket = storage.bucket(upload.bucket)
+    bucket = storage.bucket(settings.state_bucket)
+    source = source_bucket.blob(upload.name, generation=int(upload.generation))
+    source_bucket.copy_blob(source, bucket, target, source_generation=int(upload.generation))
     summary = "; ".join(f"[{f.rule}] {f.message}" for f in report.errors[:5])
     document = {
         "object": upload.uri,
         "generation": upload.generation,
-        "quarantined_as": f"gs://{upload.bucket}/{target}",
+        "quarantined_as": f"gs://{settings.state_bucket}/{target}",
         "run_id": events.run_id(upload),
         "correlation_id": events.correlation_id(upload),
         "report": report.to_dict(),

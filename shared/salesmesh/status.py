@@ -44,13 +44,13 @@ def gather(settings: Settings, storage: Callable[[], Any] | None = None) -> dict
     try:
         status["quarantine"] = quarantined(storage(), settings)
     except Exception as exc:  # an unreachable bucket must not hide the runs
-        status["notes"].append(f"quarantine not listed: {settings.data_bucket}: {exc}")
+        status["notes"].append(f"quarantine not listed: {settings.state_bucket}: {exc}")
     return status
 
 
 def quarantined(client: Any, settings: Settings) -> list[dict[str, Any]]:
     """Each quarantined file with the first reasons of its error report."""
-    bucket = client.bucket(settings.data_bucket)
+    bucket = client.bucket(settings.state_bucket)
     out = []
     for blob in client.list_blobs(bucket, prefix=settings.quarantine_prefix):
         if not blob.name.endswith(events.ERROR_REPORT_SUFFIX):
