@@ -232,3 +232,25 @@ def test_registry_builds_local_and_refuses_unknown_names(tmp_path: Path) -> None
     assert isinstance(training_launcher("local", state_dir=tmp_path), LocalTrainingLauncher)
     with pytest.raises(ValueError, match="known backends: gcp, local"):
         training_launcher("azure")
+
+
+def test_stopping_unfinished_runs_ends_their_jobs_and_records_failure(
+    launcher: LocalTrainingLauncher, tmp_path: Path
+) -> None:
+    """stop_unfinished ends a running trainer's whole process group; the run reads failed."""
+    big = tmp_path / "big.csv"
+    write_sample(big, stores=10, products=10, days=1000, seed=9)
+    request = TrainingRequest("r-stopped", str(big), str(tmp_path / "out"), 28)
+    launcher.launch(request)
+    deadline = time.monotonic() + 30
+    while (run := launcher.get("r-stopped")) is None or run.state != RunState.RUNNING:
+        assert time.monotonic() < deadline, "the run never started"
+        time.sleep(0.05)
+    assert launcher.stop_unfinished() == ["r-stopped"]
+    ended = wait(launcher, "r-stopped", timeout=20)
+    assert (ended.state, ended.exit_code) == (RunState.FAILED, -signal.SIGTERM)
+    assert ended.backend_id is not None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(int(ended.backend_id), 0)  # nothing of the job's group is left
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    assert launcher.stop_unfinished() == []  # finished runs are left alone

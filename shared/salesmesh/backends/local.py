@@ -21,6 +21,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -80,6 +81,24 @@ class LocalTrainingLauncher:
         _reap()
         records = [r for d in sorted(self.runs_dir.glob("*/")) if (r := _read_record(d))]
         return [_to_run(r) for r in sorted(records, key=lambda r: (r["created"], r["run_id"]))]
+
+    def stop_unfinished(self) -> builtins.list[str]:
+        """Terminate every queued or running job (the mesh is stopping); returns their ids.
+
+        Each job runs in its own session led by its watcher, so one signal to that process
+        group reaches the trainer too; the watcher survives it long enough to record the run
+        as failed with the signal's exit code.
+        """
+        stopped = []
+        for run in self.list():
+            if run.state.finished or run.backend_id is None:
+                continue
+            try:
+                os.killpg(int(run.backend_id), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                continue
+            stopped.append(run.run_id)
+        return stopped
 
     def _start(self, request: TrainingRequest, run_dir: Path) -> TrainingRun:
         log = run_dir / LOG
@@ -192,6 +211,9 @@ def watch(run_dir: Path, command: Sequence[str]) -> int:
     if record is None:
         print(f"no {RECORD} in {run_dir}: the launcher failed; not starting", file=sys.stderr)
         return 1
+    # A no-op handler, not SIG_IGN: exec resets handlers (the job still dies of SIGTERM) but
+    # would inherit an ignore; the watcher lives on to record how the job ended.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     record = {**record, "state": RunState.RUNNING.value, "pid": os.getpid(), "started": rfc3339()}
     _write_record(run_dir, record)
     try:

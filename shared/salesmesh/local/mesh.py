@@ -91,13 +91,22 @@ class Mesh:
             server.start()
 
     def stop(self) -> None:
-        """Stop delivery, then the function servers, then the emulator."""
+        """Stop delivery, the function servers, training jobs still running, then the emulator.
+
+        A training job outliving the mesh would only fail against a vanished emulator, and
+        Ctrl-C must leave no process behind.
+        """
         if self.delivery is not None:
             self.delivery.stop()
             self.delivery = None
         for server in reversed(list(self.servers.values())):
             server.stop()
         self.servers.clear()
+        if self.settings.backend == "local":
+            from salesmesh.backends.local import LocalTrainingLauncher
+
+            for run_id in LocalTrainingLauncher(self.state_dir).stop_unfinished():
+                log.warning("stopped training run %s with the mesh", run_id)
         self.emulator.stop()
 
     def url(self, function: str) -> str:
