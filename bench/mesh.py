@@ -30,10 +30,8 @@ Tables go to stdout, progress to stderr; ``--json`` writes every figure and raw 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
-import platform
 import queue
 import re
 import resource
@@ -46,13 +44,15 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from operator import contains
 from pathlib import Path
 from typing import Any
+
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,47 +152,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # machine information and process CPU
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    memory_gib: float | None = None
-    with suppress(OSError):
-        for text in Path("/proc/cpuinfo").read_text().splitlines():
-            if text.startswith("model name"):
-                cpu = text.split(":", 1)[1].strip()
-                break
-        for text in Path("/proc/meminfo").read_text().splitlines():
-            if text.startswith("MemTotal:"):
-                memory_gib = int(text.split()[1]) / 1024**2
-                break
-    versions: dict[str, str] = {}
-    for name in (
-        "salesmesh",
-        "functions-framework",
-        "gcp-storage-emulator",
-        "google-cloud-storage",
-    ):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gib": memory_gib,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": versions,
-        "git": commit or "unknown",
-    }
 
 
 def load_average() -> list[float]:
@@ -836,7 +795,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
 
-    machine = machine_info()
+    machine = machine_info(
+        ("salesmesh", "functions-framework", "gcp-storage-emulator", "google-cloud-storage")
+    )
     report: dict[str, Any] = {
         "machine": machine,
         "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},

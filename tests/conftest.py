@@ -6,6 +6,7 @@ import re
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,3 +44,12 @@ def bucket(emulator_host: str, monkeypatch: pytest.MonkeyPatch, request: Any) ->
     # the emulator lives for the session, so two modules' same-named tests need distinct buckets
     stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
     return storage_client().create_bucket(f"b-{stem}-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state folder; training jobs still running when the test ends are stopped."""
+    from salesmesh.backends.local import LocalTrainingLauncher
+
+    yield tmp_path / "state"
+    LocalTrainingLauncher(tmp_path / "state").stop_unfinished()

@@ -10,8 +10,6 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,20 +30,6 @@ def sample_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "sales.csv"
     write_sample(path, stores=1, products=2, days=120)
     return path
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path) -> Iterator[Path]:
-    """A state folder; jobs still running at the end of the test are stopped by their pid."""
-    yield tmp_path / "state"
-    for record in (tmp_path / "state" / "runs").glob("*/run.json"):
-        run = json.loads(record.read_text())
-        if run["state"] in ("queued", "running") and run["pid"]:
-            # the watcher leads its own session, so its group holds the trainer too
-            with suppress(ProcessLookupError):
-                os.killpg(run["pid"], signal.SIGTERM)
-            with suppress(ChildProcessError):
-                os.waitpid(run["pid"], 0)
 
 
 @pytest.fixture
