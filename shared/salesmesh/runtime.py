@@ -30,6 +30,9 @@ def launcher(settings: Settings) -> TrainingLauncher:
             "SALESMESH_TRAINING_IMAGE is not set: the gcp backend needs the training container's "
             "image URI (e.g. europe-west1-docker.pkg.dev/PROJECT/salesmesh/train:TAG)"
         )
+    from salesmesh.backends.gcp import gcs_claim
+    from salesmesh.data.source import storage_client
+
     return training_launcher(
         "gcp",
         project=settings.project,
@@ -37,6 +40,8 @@ def launcher(settings: Settings) -> TrainingLauncher:
         staging_bucket=f"gs://{settings.state_bucket}",
         container_uri=settings.training_image,
         service_account=settings.service_account,
+        # two deliveries of one upload at the same instant must not submit two jobs
+        claim=gcs_claim(storage_client(), settings.state_bucket),
     )
 
 

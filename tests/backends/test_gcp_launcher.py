@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -282,3 +283,53 @@ def test_registry_builds_vertex_launcher() -> None:
     )
     assert isinstance(launcher, VertexTrainingLauncher)
     assert (launcher.project, launcher.machine_type) == (PROJECT, "n1-standard-4")
+
+
+def _claiming(won: bool, wait: float = 10.0) -> VertexTrainingLauncher:
+    return VertexTrainingLauncher(
+        PROJECT, LOCATION, "gs://demo-staging", IMAGE, claim=lambda _: won, claim_wait=wait
+    )
+
+
+def test_a_launch_that_loses_the_claim_waits_for_the_winners_job(vertex, request_for):
+    """Two deliveries at once: the claim loser submits nothing and returns the winner's job."""
+    import threading
+
+    results: list[TrainingRun] = []
+    loser = threading.Thread(
+        target=lambda: results.append(_claiming(False).launch(request_for("r-race")))
+    )
+    loser.start()
+    time.sleep(0.3)  # the loser has looked, found no job, lost the claim and is waiting
+    winner = _claiming(True).launch(request_for("r-race"))
+    loser.join(timeout=15)
+    assert results == [winner]
+    assert vertex.custom_job.call_count == 1  # one CustomJob built, by the winner
+
+
+def test_a_claim_without_a_job_ends_in_a_launch_error_that_says_what_to_do(vertex, request_for):
+    """If the claim's holder never submits, the waiter raises (so the delivery is retried)."""
+    from salesmesh.errors import LaunchError
+
+    with pytest.raises(LaunchError, match="delete the claim"):
+        _claiming(False, wait=1.2).launch(request_for("r-orphan"))
+    assert vertex.custom_job.call_count == 0
+
+
+def test_gcs_claim_is_won_once_by_a_create_only_write():
+    """The first claim creates the object with generation 0; the next finds it and loses."""
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud import storage
+
+    from salesmesh.backends.gcp import gcs_claim
+
+    client = mock.create_autospec(storage.Client, instance=True)
+    blob = mock.create_autospec(storage.Blob, instance=True)
+    client.bucket.return_value.blob.return_value = blob
+    blob.upload_from_string.side_effect = [None, PreconditionFailed("exists")]
+    claim = gcs_claim(client, "demo-state")
+    assert (claim("r-1"), claim("r-1")) == (True, False)
+    client.bucket.assert_called_with("demo-state")
+    client.bucket.return_value.blob.assert_called_with("salesmesh/claims/r-1")
+    for call in blob.upload_from_string.call_args_list:
+        assert call.kwargs == {"if_generation_match": 0}

@@ -11,8 +11,8 @@ that label first and submits only when there is none. Vertex AI assigns job ids 
 list and the create are not one atomic step: two deliveries landing in the same second could
 both submit. Both then train into the same folder, where the trainer's create-only writes let
 one publish and fail the other, and ``get`` always reports the oldest job, so callers still
-agree on one run. A caller that must rule even that out claims the run id first (a GCS object
-written with ``if_generation_match=0``).
+agree on one run. Passing ``claim`` rules even that out: the launch that wins the claim
+(:func:`gcs_claim`, an object created only if absent) submits, and the others wait for its job.
 
 ``google.cloud.aiplatform`` is imported inside the methods only, so importing this module, and
 ``salesmesh.backends``, stays cheap.
@@ -23,9 +23,12 @@ from __future__ import annotations
 import builtins
 import importlib
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from salesmesh.errors import LaunchError
 from salesmesh.ports import RunState, TrainingRequest, TrainingRun, rfc3339
 
 RUN_LABEL = "salesmesh-run"
@@ -62,7 +65,12 @@ class VertexTrainingLauncher:
         container_uri: str,
         service_account: str | None = None,
         machine_type: str = "n1-standard-4",
+        claim: Callable[[str], bool] | None = None,
+        claim_wait: float = 60.0,
     ) -> None:
+        """``claim(run_id)`` returns True for exactly one caller per run id (see gcs_claim)."""
+        self.claim = claim
+        self.claim_wait = claim_wait
         self.project = project
         self.location = location
         self.staging_bucket = staging_bucket
@@ -75,6 +83,8 @@ class VertexTrainingLauncher:
         existing = self.get(request.run_id)
         if existing is not None:
             return existing
+        if self.claim is not None and not self.claim(request.run_id):
+            return self._await_job(request.run_id)
         job = _aiplatform().CustomJob(
             display_name=f"salesmesh-train-{request.run_id}",
             worker_pool_specs=[
@@ -97,6 +107,20 @@ class VertexTrainingLauncher:
         # submit() returns once the job resource exists; run() would block until it ends.
         job.submit(service_account=self.service_account)
         return self._to_run(job.gca_resource)
+
+    def _await_job(self, run_id: str) -> TrainingRun:
+        """Another launch holds the claim: wait for the job it submits."""
+        deadline = time.monotonic() + self.claim_wait
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            run = self.get(run_id)
+            if run is not None:
+                return run
+        # raising makes the delivery retry; a claim whose launcher died stays until removed
+        raise LaunchError(
+            f"run {run_id} is claimed but no Vertex AI job appeared within {self.claim_wait:.0f} s;"
+            " if its launch died, delete the claim object to let a redelivery submit it"
+        )
 
     def get(self, run_id: str) -> TrainingRun | None:
         """The oldest job labelled with ``run_id``, or None."""
@@ -161,3 +185,23 @@ def model_dir(base_output_dir: str) -> str:
 
 
 TRAINING_LAUNCHER = VertexTrainingLauncher
+
+
+def gcs_claim(client: Any, bucket: str, prefix: str = "salesmesh/claims/") -> Callable[[str], bool]:
+    """A claim function: True for the first caller per run id, by a create-only GCS write.
+
+    ``if_generation_match=0`` makes Cloud Storage accept the write only if the object does not
+    exist, atomically, so of any number of concurrent launches exactly one sees True.
+    """
+
+    def claim(run_id: str) -> bool:
+        from google.api_core import exceptions
+
+        blob = client.bucket(bucket).blob(f"{prefix}{run_id}")
+        try:
+            blob.upload_from_string(rfc3339(), if_generation_match=0)
+        except exceptions.PreconditionFailed:
+            return False
+        return True
+
+    return claim
