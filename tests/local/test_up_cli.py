@@ -112,3 +112,19 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
         ["pgrep", "-f", f"functions.framework.*{ROOT}"], capture_output=True, text=True, check=False
     ).stdout
     assert leftovers == "", leftovers
+
+
+def test_up_detach_runs_in_the_background_until_down(tmp_path):
+    """--detach returns once the mesh is ready; down stops it and leaves nothing behind."""
+    state = tmp_path / "state"
+    started = _cli(state, "up", "--detach", "--root", str(ROOT))
+    assert started.returncode == 0, started.stderr
+    pid = json.loads((state / "mesh.json").read_text())["pid"]
+    assert "background" in started.stdout and str(pid) in started.stdout
+    assert _cli(state, "up", "--detach", "--root", str(ROOT)).returncode == 1  # one at a time
+    assert _status(state)["notes"] == []  # status found the running emulator
+    stopped = _cli(state, "down")
+    assert stopped.returncode == 0 and "mesh stopped" in stopped.stdout
+    assert not (state / "mesh.json").exists()
+    _wait("the mesh process to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=15)
+    assert "no mesh is running" in _cli(state, "down").stdout
