@@ -63,7 +63,7 @@ def test_missing_regressor_values_are_forward_filled(write_file):
     assert result.frame is not None
     assert result.frame["price"].tolist()[:8] == [11, 11, 12, 13, 14, 14, 14, 17]
     warning = next(w for w in result.report.warnings if w.rule == "regressor_missing")
-    assert "3 row(s) (lines 2, 7, 8)" in warning.message
+    assert "3 row(s) (lines 2, 7, 8);" in warning.message
 
 
 def test_fill_does_not_leak_across_series(write_file):

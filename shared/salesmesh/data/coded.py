@@ -6,7 +6,6 @@ and mapping back with integer codes is what keeps validation within seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +72,3 @@ class Coded:
         """(line, value) of the first rows holding flagged uniques, in file order."""
         rows = self.rows_where(unique_mask)[:limit]
         return [(int(self.lines[row]), str(self.uniques[self.codes[row]])) for row in rows]
-
-    def map_uniques(self, parse: Callable[[str], Any], dtype: Any) -> npt.NDArray[Any]:
-        return np.array([parse(value) for value in self.uniques], dtype=dtype)

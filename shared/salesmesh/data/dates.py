@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from salesmesh.data.coded import BoolArray, Coded, IntArray
-from salesmesh.data.report import ValidationReport, describe, examples
+from salesmesh.data.report import ValidationReport, describe, empty_cells, examples
 
 FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y%m%d")
 # A time of day is tolerated only when it is midnight: exporters add it to plain dates.
@@ -46,13 +46,7 @@ def parse_dates(
     """One datetime64 per unique value and the format used; None after recording errors."""
     if column.missing.any():
         rows = np.flatnonzero(column.missing)
-        listed = examples(column.lines[rows], [""] * min(len(rows), 5), column.name)
-        report.error(
-            "date_missing",
-            f"column {column.label} is empty on {len(rows):,} row(s): "
-            f"lines {', '.join(str(item['line']) for item in listed)}",
-            listed,
-        )
+        report.error("date_missing", *empty_cells(column.label, column.name, column.lines[rows]))
     # A configured format with a time part must see the time; others drop a midnight time.
     keep_time = forced is not None and "%H" in forced
     texts = pd.Index(

@@ -106,7 +106,7 @@ def read_table(data: bytes, dialect: Dialect) -> pd.DataFrame:
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         # pandas drops the surplus fields of the first data row with only a warning; later
         # rows raise ParserError above. Losing values silently is never acceptable.
-        line = dialect.header_line + 1
+        line = dialect.line_of(0)
         raise ContractViolationError(
             "parse",
             f"line {line} has more fields than the header's {len(dialect.header)}: an unquoted "

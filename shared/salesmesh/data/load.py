@@ -18,7 +18,7 @@ from salesmesh.data.columns import SINGLE_ID, ColumnPlan, plan_columns
 from salesmesh.data.contract import PRICE, PROMO, Contract
 from salesmesh.data.dates import parse_dates
 from salesmesh.data.dialect import count_lines, read_table, sniff_dialect
-from salesmesh.data.report import ContractViolationError, ValidationReport, examples
+from salesmesh.data.report import ContractViolationError, ValidationReport, empty_cells
 from salesmesh.data.series import assemble, index_series
 from salesmesh.data.sniff import decode
 from salesmesh.data.source import (
@@ -177,13 +177,8 @@ def _check_ids(store: Coded, product: Coded, report: ValidationReport) -> bool:
     for column in (store, product):
         if column.missing.any():
             rows = np.flatnonzero(column.missing)
-            listed = examples(column.lines[rows], [""] * min(len(rows), 5), column.name)
-            report.error(
-                "id_missing",
-                f"column {column.label} is empty on {len(rows):,} row(s): lines "
-                + ", ".join(str(item["line"]) for item in listed),
-                listed,
-            )
+            lines = column.lines[rows]
+            report.error("id_missing", *empty_cells(column.label, column.name, lines))
             ok = False
     return ok
 
@@ -227,13 +222,11 @@ def _warn_gaps(column: Coded, values: FloatArray, name: str, report: ValidationR
     empty = np.flatnonzero(np.isnan(values))
     if not len(empty):
         return
-    listed = examples(column.lines[empty], [""] * min(len(empty), 5), column.name)
-    shown = ", ".join(str(item["line"]) for item in listed) + (", ..." if len(empty) > 5 else "")
+    message, listed = empty_cells(column.label, column.name, column.lines[empty])
     fallback = "0" if name == PROMO else "the column median"
     report.warn(
         "regressor_missing",
-        f"column {column.label} is empty on {len(empty):,} row(s) (lines {shown}); filled with "
-        f"the series' previous value (its next value at a series' start, {fallback} for a "
-        "series without any)",
+        f"{message}; filled with the series' previous value (its next value at a series' start, "
+        f"{fallback} for a series without any)",
         listed,
     )

@@ -45,6 +45,25 @@ def examples(
     return out
 
 
+def empty_cells(
+    label: str, name: str, lines: Sequence[int] | Any, values: Sequence[object] | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """("column 'x' is empty on N row(s) (lines 3, 7, ...)", examples) for one column.
+
+    ``values`` shows what the cells held (placeholders such as 'NA') when that helps.
+    """
+    count = len(lines)
+    shown = values if values is not None else [""] * min(count, MAX_EXAMPLES)
+    listed = examples(lines, shown, name)
+    where = (
+        describe(listed)
+        if values is not None
+        else "lines " + ", ".join(str(item["line"]) for item in listed)
+    )
+    more = ", ..." if count > len(listed) else ""
+    return f"column {label} is empty on {count:,} row(s) ({where}{more})", listed
+
+
 def describe(items: Sequence[dict[str, Any]]) -> str:
     """'line 5: 'abc', line 9: '-3'' for a message, from example dicts."""
     return ", ".join(f"line {item['line']}: {item['value']!r}" for item in items)

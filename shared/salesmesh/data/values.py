@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from salesmesh.data.coded import BoolArray, Coded, FloatArray
-from salesmesh.data.report import ValidationReport, describe, examples
+from salesmesh.data.report import ValidationReport, describe, empty_cells, examples
 
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _COMMA_DECIMAL = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d+")
@@ -93,13 +93,9 @@ def check_sales(column: Coded, decimal: str, report: ValidationReport) -> FloatA
     missing = column.missing | np.append(numbers.blank, False)[column.codes]
     if missing.any():
         rows = np.flatnonzero(missing)
-        found = examples(column.lines[rows], [_cell(column, row) for row in rows[:5]], column.name)
-        report.error(
-            "sales_missing",
-            f"column {column.label} is empty on {len(rows):,} row(s): {describe(found)}; "
-            "write 0 for days without sales",
-            found,
-        )
+        cells = [_cell(column, row) for row in rows[:5]]
+        message, found = empty_cells(column.label, column.name, column.lines[rows], cells)
+        report.error("sales_missing", f"{message}; write 0 for days without sales", found)
     _flag(report, column, numbers.invalid, "sales_numeric", "is not a number")
     _flag(report, column, numbers.non_finite, "sales_finite", "holds NaN/inf, not a quantity")
     _flag(
