@@ -93,115 +93,15 @@ def _cmd_upload(args: argparse.Namespace) -> int:
 
 
 def _cmd_up(args: argparse.Namespace) -> int:
-    import os
-    import signal
-    import threading
-    import time
+    from salesmesh.local import commands
 
-    from salesmesh import runtime
-    from salesmesh.local.mesh import Mesh
-    from salesmesh.settings import Settings
-
-    settings = Settings.from_env()
-    if args.detach:
-        return _detach(settings, args.root)
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    started = time.perf_counter()
-    mesh_file = settings.state_dir / runtime.MESH_FILE
-    with Mesh(settings, Path(args.root)) as mesh:
-        functions = {name: server.url for name, server in mesh.servers.items()}
-        runtime.write_mesh_file(
-            settings,
-            {
-                "pid": os.getpid(),
-                "storage_emulator_host": mesh.emulator.host,
-                "functions": functions,
-                "state_dir": str(settings.state_dir.resolve()),
-            },
-        )
-        print(f"salesmesh mesh ready in {time.perf_counter() - started:.1f} s")
-        print(
-            f"  storage emulator  {mesh.emulator.host}  (buckets {settings.data_bucket}, "
-            f"{settings.model_bucket}, {settings.state_bucket})"
-        )
-        for name, url in functions.items():
-            print(f"  {name:<17} {url}")
-        for name, why in mesh.skipped.items():
-            print(f"  {name:<17} not served: {why}")
-        print("upload with `salesmesh upload FILE`; Ctrl-C stops everything", flush=True)
-        try:
-            while not stopping.wait(3600):
-                pass
-        except KeyboardInterrupt:
-            pass
-        print("stopping the mesh ...", flush=True)
-    mesh_file.unlink(missing_ok=True)
-    print("stopped")
-    return 0
-
-
-def _detach(settings: Any, root: str) -> int:
-    """Start ``salesmesh up`` in the background and return once it is ready."""
-    import subprocess
-    import time
-
-    from salesmesh import runtime
-
-    mesh_file = settings.state_dir / runtime.MESH_FILE
-    if mesh_file.exists():
-        print(f"a mesh is already running (see {mesh_file}); `salesmesh down` stops it")
-        return 1
-    log = settings.state_dir / "logs" / "up.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "salesmesh.cli", "up", "--root", root],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # outlives this shell's Ctrl-C; `salesmesh down` stops it
-        )
-    deadline = time.monotonic() + 60
-    while not mesh_file.exists():
-        if child.poll() is not None or time.monotonic() > deadline:
-            print(f"the mesh did not start; see {log}", file=sys.stderr)
-            child.terminate()
-            return 1
-        time.sleep(0.1)
-    print(f"mesh running in the background (pid {child.pid}, log {log}); `salesmesh down` stops it")
-    return 0
+    return commands.up(args.root, detach=args.detach)
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
-    import json
-    import os
-    import signal
-    import time
+    from salesmesh.local import commands
 
-    from salesmesh import runtime
-    from salesmesh.settings import Settings
-
-    mesh_file = Settings.from_env().state_dir / runtime.MESH_FILE
-    try:
-        pid = int(json.loads(mesh_file.read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        print("no mesh is running (no readable mesh.json)")
-        return 0
-    try:
-        os.kill(pid, signal.SIGINT)  # the same clean stop as Ctrl-C in the foreground
-    except ProcessLookupError:
-        mesh_file.unlink(missing_ok=True)  # it died without cleaning up
-        print(f"the mesh (pid {pid}) was not running; removed its stale {mesh_file.name}")
-        return 0
-    deadline = time.monotonic() + 30
-    while mesh_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if mesh_file.exists():
-        print(f"the mesh (pid {pid}) did not stop within 30 s", file=sys.stderr)
-        return 1
-    print("mesh stopped")
-    return 0
+    return commands.down()
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
