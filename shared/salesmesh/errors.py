@@ -27,6 +27,19 @@ class LaunchError(MeshError):
     """A training run could not be started, or its launch record never became readable."""
 
 
+class DeployError(MeshError):
+    """A model version could not be deployed or never became healthy; traffic is unchanged."""
+
+
+class PredictionError(MeshError):
+    """A prediction request was refused or failed; ``reasons`` holds one entry per instance."""
+
+    def __init__(self, message: str, status: int = 0, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reasons = reasons or []
+
+
 class BadEventError(MeshError):
     """A delivered CloudEvent is not what the handler expects; the message names the field."""
 

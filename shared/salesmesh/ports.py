@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 # A run id names a local folder and is a Vertex AI label value, so it obeys the stricter of the
 # two: lowercase letters, digits, '-' and '_', at most 63 characters.
@@ -97,3 +97,214 @@ def rfc3339(moment: datetime | None = None) -> str:
     """``2026-11-03T10:15:42.123Z``: UTC, millisecond precision, the form Cloud APIs print."""
     moment = (moment or datetime.now(UTC)).astimezone(UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- model registry -------------------------------------------------------------------------
+
+CHAMPION = "champion"  # the version serving (or about to serve) all traffic
+PREVIOUS = "previous"  # the champion before it: the warm standby a rollback returns to
+# Vertex AI alias rule: lowercase letters, digits and '-', starting with a letter, and not a
+# bare version number; "default" is reserved for the model's default version.
+ALIAS = re.compile(r"[a-z][a-z0-9-]{0,127}")
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of the mesh's model.
+
+    ``version_id`` is the registry's own id (Vertex AI numbers versions "1", "2", ...),
+    ``artifact_uri`` the run folder holding ``manifest.json``. ``labels`` carry the lineage
+    (run id, correlation id, source data) as label-safe strings; ``metrics`` is the run's
+    backtest summary: ``{"protocol": {...}, "models": {"salesmesh": {"mase": ...}, ...}}``.
+    """
+
+    version_id: str
+    artifact_uri: str
+    created: str
+    aliases: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ModelRegistry(Protocol):
+    """Versions of one model, with movable aliases; every backend passes one contract suite."""
+
+    def register(
+        self,
+        artifact_uri: str,
+        *,
+        labels: Mapping[str, str],
+        metrics: Mapping[str, Any],
+        aliases: Sequence[str] = (),
+    ) -> ModelVersion:
+        """Add a new version (the first call creates the model) and return it.
+
+        Not idempotent, like Vertex AI's ``Model.upload``: callers find an existing version
+        by its labels first. ``aliases`` move to the new version from whichever held them.
+        """
+        ...
+
+    def get(self, version_id: str) -> ModelVersion | None:
+        """The version with this id, or None."""
+        ...
+
+    def versions(self) -> builtins.list[ModelVersion]:
+        """Every version, oldest first."""
+        ...
+
+    def find(self, labels: Mapping[str, str]) -> builtins.list[ModelVersion]:
+        """Versions carrying every one of ``labels``, oldest first."""
+        ...
+
+    def alias(self, name: str) -> ModelVersion | None:
+        """The version holding alias ``name``, or None."""
+        ...
+
+    def set_alias(self, name: str, version_id: str) -> None:
+        """Give alias ``name`` to ``version_id``, taking it from any version that held it.
+
+        Raises KeyError for an unknown version, ValueError for an invalid alias name.
+        """
+        ...
+
+    def update_labels(self, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
+        """Merge ``labels`` into the version's labels (same key: new value) and return it."""
+        ...
+
+
+# --- endpoint ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    """A model version deployed to the endpoint; ``id`` is the key of the traffic split."""
+
+    id: str
+    version_id: str
+    created: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a health check of one deployed model found; ``reason`` says why it is not ok."""
+
+    ok: bool
+    reason: str = ""
+    requests: int = 0
+    errors: int = 0
+
+
+class Endpoint(Protocol):
+    """Deployed models behind one endpoint and the traffic split across them.
+
+    Vertex AI's semantics, which every backend's contract suite pins: the split maps deployed
+    model ids to whole percentages summing to 100 whenever anything is deployed (``{}`` when
+    nothing is); ids not in a split get 0.
+    """
+
+    def deployed(self) -> builtins.list[DeployedModel]:
+        """Every deployed model, oldest first."""
+        ...
+
+    def traffic(self) -> dict[str, int]:
+        """The current split, every deployed model included (0 where it takes none)."""
+        ...
+
+    def deploy(self, version: ModelVersion, traffic_percentage: int) -> DeployedModel:
+        """Deploy ``version`` as a new deployed model taking ``traffic_percentage``.
+
+        The others keep their shares scaled to the rest (Vertex's allocation). The first model
+        on an empty endpoint takes 100 when given 0 and ValueError when given 1-99. Returns
+        once the model serves (its health route answered); raises
+        :class:`~salesmesh.errors.DeployError` if it
+        never does, leaving the endpoint as it was.
+        """
+        ...
+
+    def set_traffic(self, split: Mapping[str, int]) -> None:
+        """Replace the split. ValueError unless the values are 0-100, sum to 100 and name
+        only deployed models."""
+        ...
+
+    def undeploy(self, deployed_model_id: str) -> None:
+        """Remove a deployed model that takes no traffic (ValueError if it takes any;
+        KeyError if it is not deployed)."""
+        ...
+
+    def health(self, deployed_model_id: str, probe: Mapping[str, Any]) -> Health:
+        """Check one deployed model: it is deployed, serves, and answers the ``probe``
+        instance with a forecast; ``requests``/``errors`` count live traffic it took."""
+        ...
+
+    def predict(self, instances: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Send a prediction request through the endpoint's split.
+
+        Returns the response body (``predictions`` and ``deployedModelId``); raises
+        :class:`~salesmesh.errors.PredictionError` with the server's reasons on a 4xx/5xx.
+        """
+        ...
+
+
+# Vertex AI (and GCP) label rule: keys start with a lowercase letter; keys and values use
+# lowercase letters, digits, '-' and '_', at most 63 characters.
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def check_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` as a dict, or ValueError naming the first key or value Vertex AI refuses."""
+    for key, value in labels.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise ValueError(f"label key {key!r} must match {_LABEL_KEY.pattern}")
+        if not isinstance(value, str) or not _LABEL_VALUE.fullmatch(value):
+            raise ValueError(f"label {key}={value!r}: values must match {_LABEL_VALUE.pattern}")
+    return dict(labels)
+
+
+def check_alias(name: str) -> str:
+    """``name`` if Vertex AI accepts it as a version alias, else ValueError."""
+    if not ALIAS.fullmatch(name) or name == "default":
+        raise ValueError(
+            f"alias {name!r} must match {ALIAS.pattern} and not be 'default' (reserved)"
+        )
+    return name
+
+
+def check_split(split: Mapping[str, int], deployed: Sequence[str]) -> dict[str, int]:
+    """A full split over ``deployed`` (0 where absent), or ValueError as Vertex AI would."""
+    unknown = sorted(set(split) - set(deployed))
+    if unknown:
+        raise ValueError(f"traffic split names models that are not deployed: {unknown}")
+    bad = {
+        k: v
+        for k, v in split.items()
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 100
+    }
+    if bad:
+        raise ValueError(f"traffic shares must be whole percentages 0-100, got {bad}")
+    if deployed and sum(split.values()) != 100:
+        raise ValueError(f"traffic split must sum to 100, got {sum(split.values())}: {split}")
+    return {model: int(split.get(model, 0)) for model in deployed}
+
+
+def allocate(split: Mapping[str, int], new_id: str, percentage: int) -> dict[str, int]:
+    """The split after deploying ``new_id`` at ``percentage``: Vertex AI's allocation.
+
+    The others keep their shares scaled to ``100 - percentage``, rounded down, with the
+    remainder handed out one point at a time in order (``Endpoint._allocate_traffic``).
+    """
+    if not 0 <= percentage <= 100:
+        raise ValueError(f"traffic percentage must be 0-100, got {percentage}")
+    if not split:
+        if 0 < percentage < 100:
+            raise ValueError("the first model on an endpoint must take 100 % of traffic")
+        return {new_id: 100}
+    rest = 100 - percentage
+    new = {model: int(share / 100 * rest) for model, share in split.items()}
+    left = rest - sum(new.values())
+    for model in new:
+        if left == 0:
+            break
+        new[model] += 1
+        left -= 1
+    return {**new, new_id: percentage}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,7 +37,18 @@ ENV_VARS: dict[str, str] = {
     "state_dir": "SALESMESH_STATE_DIR",
     "training_image": "SALESMESH_TRAINING_IMAGE",
     "service_account": "SALESMESH_SERVICE_ACCOUNT",
+    "serving_image": "SALESMESH_SERVING_IMAGE",
+    "model_name": "SALESMESH_MODEL_NAME",
+    "endpoint": "SALESMESH_ENDPOINT",
+    "canary_percent": "SALESMESH_CANARY_PERCENT",
+    "canary_seconds": "SALESMESH_CANARY_SECONDS",
+    "gate_tolerance": "SALESMESH_GATE_TOLERANCE",
+    "keep_deployed": "SALESMESH_KEEP_DEPLOYED",
 }
+# The canary watches live traffic this long before taking it all, unless set: short on the
+# local mesh (a demo should not wait), long enough on Vertex AI for its monitoring to see it.
+CANARY_SECONDS = {"local": 2.0, "gcp": 600.0}
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # a Vertex AI model id / endpoint id we create
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,16 @@ class Settings:
     state_dir: Path = field(default_factory=lambda: Path(".salesmesh"))
     training_image: str | None = None
     service_account: str | None = None
+    serving_image: str | None = None
+    # the one model every run becomes a version of, and the endpoint serving it
+    model_name: str = "salesmesh-demand"
+    endpoint: str = "salesmesh"
+    canary_percent: int = 10
+    canary_seconds: float | None = None
+    # a challenger may be at most this much worse (relative backtest MASE) than the champion
+    gate_tolerance: float = 0.05
+    # deployed models kept: the champion and, at 0 % traffic, its warm standby
+    keep_deployed: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -64,8 +85,9 @@ class Settings:
         given: dict[str, Any] = {
             name: env[var] for name, var in ENV_VARS.items() if env.get(var, "") != ""
         }
-        if "horizon" in given:
-            given["horizon"] = _whole_number(given["horizon"])
+        for name in _NUMBERS:
+            if name in given:
+                given[name] = _number(name, given[name])
         if "state_dir" in given:
             given["state_dir"] = Path(given["state_dir"])
         return cls(**given)
@@ -97,8 +119,21 @@ class Settings:
             # a quarantined copy under the upload prefix would be delivered again as an upload
             allowed = f"a folder that neither contains nor is inside {self.upload_prefix!r}"
             _invalid("quarantine_prefix", self.quarantine_prefix, allowed)
-        if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
-            _invalid("horizon", self.horizon, "a positive whole number of periods")
+        for name, (_, valid, allowed) in _NUMBERS.items():
+            value = getattr(self, name)
+            if not (value is None and name == "canary_seconds") and not valid(value):
+                _invalid(name, value, allowed)
+        for name in ("model_name", "endpoint"):
+            if not _NAME.match(getattr(self, name)):
+                allowed = "1-63 lowercase letters, digits or '-', starting with a letter"
+                _invalid(name, getattr(self, name), allowed)
+
+    @property
+    def canary_wait(self) -> float:
+        """Seconds the canary serves its share before taking all traffic."""
+        if self.canary_seconds is not None:
+            return self.canary_seconds
+        return CANARY_SECONDS[self.backend]
 
     def bucket(self, role: str) -> str:
         """The bucket name for a wiring role: ``data``, ``model`` or ``state``."""
@@ -108,14 +143,42 @@ class Settings:
         return names[role]
 
 
-def _whole_number(text: str) -> int:
-    # checked here as well as in __post_init__ so the message quotes the text that was set
+def _whole(low: int, high: int | None = None) -> Callable[[object], bool]:
+    def valid(value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        return low <= value and (high is None or value <= high)
+
+    return valid
+
+
+def _between(low: float, high: float) -> Callable[[object], bool]:
+    def valid(value: object) -> bool:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return ok and low <= value <= high  # type: ignore[operator]
+
+    return valid
+
+
+# numeric settings: type parsed from the environment, range check, what is allowed
+_NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str]] = {
+    "horizon": (int, _whole(1), "a positive whole number of periods"),
+    "canary_percent": (int, _whole(1, 99), "a whole percentage from 1 to 99"),
+    "keep_deployed": (int, _whole(1), "a whole number of deployed models, at least 1"),
+    "canary_seconds": (float, _between(0, 86_400), "seconds from 0 to 86400"),
+    "gate_tolerance": (float, _between(0, 1), "a fraction from 0 to 1, such as 0.05"),
+}
+
+
+def _number(name: str, text: str) -> int | float:
+    # checked here as well as on construction so the message quotes the text that was set
+    kind, valid, allowed = _NUMBERS[name]
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        _invalid("horizon", text, "a positive whole number of periods")
+        _invalid(name, text, allowed)
+    if not valid(value):  # NaN fails every range check too
+        _invalid(name, text, allowed)
     return value
 
 

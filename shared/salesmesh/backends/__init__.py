@@ -10,14 +10,29 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from salesmesh.ports import TrainingLauncher
+from salesmesh.ports import Endpoint, ModelRegistry, TrainingLauncher
 
-BACKENDS: dict[str, str] = {
-    "local": "salesmesh.backends.local",
-    "gcp": "salesmesh.backends.gcp",
+# (port, backend name) -> "module:class"
+BACKENDS: dict[tuple[str, str], str] = {
+    ("launcher", "local"): "salesmesh.backends.local:LocalTrainingLauncher",
+    ("launcher", "gcp"): "salesmesh.backends.gcp:VertexTrainingLauncher",
+    ("registry", "local"): "salesmesh.backends.local_registry:LocalModelRegistry",
+    ("registry", "gcp"): "salesmesh.backends.gcp_serving:VertexModelRegistry",
+    ("endpoint", "local"): "salesmesh.backends.local_endpoint:LocalEndpoint",
+    ("endpoint", "gcp"): "salesmesh.backends.gcp_serving:VertexEndpoint",
 }
 
-__all__ = ["BACKENDS", "training_launcher"]
+__all__ = ["BACKENDS", "endpoint", "model_registry", "training_launcher"]
+
+
+def _build(port: str, name: str, kwargs: dict[str, Any]) -> Any:
+    try:
+        target = BACKENDS[port, name]
+    except KeyError:
+        known = ", ".join(sorted(n for p, n in BACKENDS if p == port))
+        raise ValueError(f"unknown {port} backend {name!r}; known backends: {known}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)(**kwargs)
 
 
 def training_launcher(name: str, **kwargs: Any) -> TrainingLauncher:
@@ -26,11 +41,17 @@ def training_launcher(name: str, **kwargs: Any) -> TrainingLauncher:
     ``training_launcher("local", state_dir=Path(".salesmesh"))`` or
     ``training_launcher("gcp", project=..., location=..., staging_bucket=..., container_uri=...)``.
     """
-    try:
-        module_name = BACKENDS[name]
-    except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise ValueError(f"unknown backend {name!r}; known backends: {known}") from None
-    module = importlib.import_module(module_name)
-    launcher: TrainingLauncher = module.TRAINING_LAUNCHER(**kwargs)
+    launcher: TrainingLauncher = _build("launcher", name, kwargs)
     return launcher
+
+
+def model_registry(name: str, **kwargs: Any) -> ModelRegistry:
+    """The ``name`` backend's model registry, built with ``kwargs``."""
+    registry: ModelRegistry = _build("registry", name, kwargs)
+    return registry
+
+
+def endpoint(name: str, **kwargs: Any) -> Endpoint:
+    """The ``name`` backend's endpoint, built with ``kwargs``."""
+    built: Endpoint = _build("endpoint", name, kwargs)
+    return built

@@ -184,9 +184,6 @@ def model_dir(base_output_dir: str) -> str:
     return f"{base_output_dir.rstrip('/')}/model"
 
 
-TRAINING_LAUNCHER = VertexTrainingLauncher
-
-
 def gcs_claim(client: Any, bucket: str, prefix: str = "salesmesh/claims/") -> Callable[[str], bool]:
     """A claim function: True for the first caller per run id, by a create-only GCS write.
 

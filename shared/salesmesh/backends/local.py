@@ -226,8 +226,6 @@ def watch(run_dir: Path, command: Sequence[str]) -> int:
     return code
 
 
-TRAINING_LAUNCHER = LocalTrainingLauncher
-
 if __name__ == "__main__":
     if len(sys.argv) < 4 or sys.argv[2] != "--":
         sys.exit("usage: python -m salesmesh.backends.local RUN_DIR -- COMMAND...")
