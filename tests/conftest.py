@@ -53,3 +53,51 @@ def state_dir(tmp_path: Path) -> Iterator[Path]:
 
     yield tmp_path / "state"
     LocalTrainingLauncher(tmp_path / "state").stop_unfinished()
+
+
+@pytest.fixture(scope="session")
+def model_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real finished training run (2 stores x 3 products, daily), as a local folder.
+
+    Series ``S01/P001`` .. ``S02/P003``, horizon 28. Trained once per session: treat it as
+    read-only and copy it before changing anything.
+    """
+    from salesmesh.sample import write_sample
+    from salesmesh.train import run
+
+    root = tmp_path_factory.mktemp("model-artifact")
+    data = root / "sales.csv"
+    write_sample(data, stores=2, products=3, days=300, seed=7)
+    run(str(data), str(root / "run"), horizon=28, origins=2, progress=lambda _: None)
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def broken_artifact(model_artifact: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose manifest checks out but whose model file is not a model: it cannot serve."""
+    import json
+    import shutil
+
+    from salesmesh.artifact import MANIFEST, write_manifest
+
+    broken = tmp_path_factory.mktemp("broken-artifact") / "run"
+    shutil.copytree(model_artifact, broken)
+    (broken / "model.lgb.txt").write_text("this is not a LightGBM model\n")
+    extra = json.loads((broken / MANIFEST).read_text())
+    (broken / MANIFEST).unlink()
+    write_manifest(broken, {k: extra[k] for k in ("data", "model", "metrics")})
+    return broken
+
+
+def upload_folder(client: Any, folder: Path, uri: str) -> str:
+    """Copy a local run folder to ``gs://bucket/prefix`` on ``client``, manifest last."""
+    from salesmesh.artifact import MANIFEST
+    from salesmesh.data.source import split_gcs_uri
+
+    bucket_name, prefix = split_gcs_uri(uri.rstrip("/") + "/x")
+    prefix = prefix[:-1]
+    bucket = client.bucket(bucket_name)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    for path in [*files, folder / MANIFEST]:
+        bucket.blob(prefix + path.relative_to(folder).as_posix()).upload_from_filename(str(path))
+    return uri.rstrip("/")
