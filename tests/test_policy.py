@@ -44,6 +44,7 @@ def test_model_worse_than_seasonal_naive_is_gated_even_first():
     decision = gate(metrics(1.4, naive=1.2), None, 0.05)
     assert not decision.passed
     assert "seasonal-naive" in decision.reason and "1.4000" in decision.reason
+    assert not gate(metrics(1.4, naive=1.2), metrics(1.5), 0.05).passed
 
 
 @pytest.mark.parametrize(
@@ -69,6 +70,14 @@ def test_different_protocols_fall_back_to_the_baseline_rule():
     decision = gate(metrics(1.0), metrics(0.5, horizon=14), 0.05)
     assert decision.passed
     assert "horizon 28 vs 14" in decision.reason
+    assert not gate(metrics(1.4, naive=1.2), metrics(0.5, horizon=14), 0.05).passed
+
+
+def test_champion_rule_is_reported_before_the_baseline_rule():
+    """A challenger failing both rules is told it lost to the champion."""
+    decision = gate(metrics(1.3, naive=1.2), metrics(0.9), 0.05)
+    assert not decision.passed
+    assert "champion's 0.9000" in decision.reason
 
 
 @pytest.mark.parametrize("bad", [{}, {"models": {}}, metrics(float("nan")), metrics(float("inf"))])

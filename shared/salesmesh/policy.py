@@ -10,11 +10,11 @@ the same business when both were backtested the same way: same horizon, frequenc
 length and number of origins. The rules, in order:
 
 1. The challenger must have a finite backtest MASE.
-2. It must not be worse than its own seasonal-naive baseline by more than the tolerance: a
-   model that loses to "same day last week" is never promoted, not even the first one.
-3. If there is a champion backtested under the same protocol, the challenger's MASE may exceed
+2. If there is a champion backtested under the same protocol, the challenger's MASE may exceed
    the champion's by at most ``tolerance`` (relative: 0.05 allows 5 % worse). Under a
-   different protocol the two are not comparable and rule 2 alone decides; the reason says so.
+   different protocol the two are not comparable; the reason says so and rule 3 decides.
+3. It must not be worse than its own seasonal-naive baseline by more than the tolerance: a
+   model that loses to "same day last week" is never promoted, not even the first one.
 """
 
 from __future__ import annotations
@@ -65,27 +65,13 @@ def gate(
     mase = _mase(challenger, MODEL)
     if mase is None:
         return GateDecision(False, "the challenger's metrics have no finite backtest MASE")
-    baseline = _mase(challenger, BASELINE)
-    if baseline is not None and mase > baseline * (1 + tolerance):
-        return GateDecision(
-            False,
-            f"backtest MASE {mase:.4f} is worse than the seasonal-naive baseline's "
-            f"{baseline:.4f} by more than the {tolerance:.0%} tolerance",
-            mase,
-        )
+    best = None if champion is None else _mase(champion, MODEL)
     if champion is None:
-        return GateDecision(
-            True, "no champion yet: the first version that beats its baseline", mase
-        )
-    best = _mase(champion, MODEL)
-    differs = _protocol_difference(challenger, champion)
-    if best is None or differs:
-        why = differs or "the champion has no finite backtest MASE"
-        return GateDecision(
-            True, f"not comparable with the champion ({why}); baseline rule only", mase, best
-        )
-    limit = best * (1 + tolerance)
-    if mase > limit:
+        verdict = "no champion yet"
+    elif best is None or (differs := _protocol_difference(challenger, champion)):
+        why = "the champion has no finite backtest MASE" if best is None else differs
+        verdict = f"not comparable with the champion ({why})"
+    elif mase > best * (1 + tolerance):
         return GateDecision(
             False,
             f"backtest MASE {mase:.4f} is worse than the champion's {best:.4f} by "
@@ -93,10 +79,19 @@ def gate(
             mase,
             best,
         )
-    change = "better than" if mase < best else "within tolerance of"
-    return GateDecision(
-        True, f"backtest MASE {mase:.4f} is {change} the champion's {best:.4f}", mase, best
-    )
+    else:
+        change = "better than" if mase < best else "within tolerance of"
+        verdict = f"backtest MASE {mase:.4f} is {change} the champion's {best:.4f}"
+    baseline = _mase(challenger, BASELINE)
+    if baseline is not None and mase > baseline * (1 + tolerance):
+        return GateDecision(
+            False,
+            f"{verdict}, but MASE {mase:.4f} is worse than the seasonal-naive baseline's "
+            f"{baseline:.4f} by more than the {tolerance:.0%} tolerance",
+            mase,
+            best,
+        )
+    return GateDecision(True, verdict, mase, best)
 
 
 def _mase(metrics: Mapping[str, Any], model: str) -> float | None:
