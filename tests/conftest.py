@@ -87,17 +87,3 @@ def broken_artifact(model_artifact: Path, tmp_path_factory: pytest.TempPathFacto
     (broken / MANIFEST).unlink()
     write_manifest(broken, {k: extra[k] for k in ("data", "model", "metrics")})
     return broken
-
-
-def upload_folder(client: Any, folder: Path, uri: str) -> str:
-    """Copy a local run folder to ``gs://bucket/prefix`` on ``client``, manifest last."""
-    from salesmesh.artifact import MANIFEST
-    from salesmesh.data.source import split_gcs_uri
-
-    bucket_name, prefix = split_gcs_uri(uri.rstrip("/") + "/x")
-    prefix = prefix[:-1]
-    bucket = client.bucket(bucket_name)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-    for path in [*files, folder / MANIFEST]:
-        bucket.blob(prefix + path.relative_to(folder).as_posix()).upload_from_filename(str(path))
-    return uri.rstrip("/")

@@ -2,6 +2,7 @@
 
 The manifest's arrival is what tells the rest of the mesh a run is complete, and :func:`verify`
 is the only door into an artifact: nothing is read from a folder whose files do not match it.
+:func:`fetch` brings a run folder from GCS through that door.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ import hashlib
 import json
 import platform
 import subprocess
+import tempfile
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from importlib import metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from salesmesh.errors import ArtifactIntegrityError
+from salesmesh.errors import ArtifactIntegrityError, SourceError
 
 MANIFEST = "manifest.json"
 FORMAT = "salesmesh-manifest/1"
@@ -93,6 +95,98 @@ def verify(directory: Path, required: Iterable[str] = ()) -> dict[str, Any]:
     if problems:
         raise ArtifactIntegrityError(f"refusing to load {directory}: " + "; ".join(problems[:10]))
     return dict(manifest)
+
+
+def fetch(uri: str, workdir: Path, required: Iterable[str] = ()) -> tuple[Path, dict[str, Any]]:
+    """A verified local copy of the run folder at ``uri``, and its manifest.
+
+    For ``gs://bucket/prefix`` the manifest is downloaded first, then exactly the files it lists
+    into a new folder under ``workdir``, which is then :func:`verify`-ed. A local folder is
+    verified in place and returned as it is. Raises :class:`ArtifactIntegrityError` for a
+    missing or bad manifest, a listed file that is missing or differs, and
+    :class:`SourceError` when the location itself cannot be read.
+    """
+    if not uri.startswith("gs://"):
+        folder = Path(uri.removeprefix("file://"))
+        if not folder.is_dir():
+            raise SourceError(f"artifact {uri} is not a folder: expected a run folder or gs:// URI")
+        return folder, verify(folder, required)
+    workdir.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="artifact-", dir=workdir))
+    _download(uri, folder)
+    try:
+        return folder, verify(folder, required)
+    except ArtifactIntegrityError as exc:
+        # the message would name the temporary copy; the URI is what the operator can fix
+        detail = str(exc).replace(str(folder), "the downloaded copy")
+        raise ArtifactIntegrityError(f"artifact {uri}: {detail}") from exc
+
+
+def _download(uri: str, folder: Path) -> None:
+    """The manifest at ``uri``, then every file it lists, into ``folder``."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+    from requests import RequestException
+
+    from salesmesh.data.source import split_gcs_uri, storage_client
+
+    bucket_name, manifest_name = split_gcs_uri(uri.rstrip("/") + "/" + MANIFEST)
+    prefix = manifest_name.removesuffix(MANIFEST)
+    unreadable = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, RequestException)
+    try:
+        bucket = storage_client().bucket(bucket_name)
+        blob = bucket.get_blob(manifest_name)
+        if blob is None:
+            if bucket.client.lookup_bucket(bucket_name) is None:
+                raise SourceError(f"artifact {uri}: bucket {bucket_name} not found")
+            raise ArtifactIntegrityError(
+                f"artifact {uri} has no {MANIFEST}: the run is unfinished (a run writes it "
+                "last) or the URI names the wrong folder"
+            )
+        blob.download_to_filename(str(folder / MANIFEST))
+        for name in _listed(uri, folder / MANIFEST):
+            target = folder.joinpath(*PurePosixPath(name).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                bucket.blob(prefix + name).download_to_filename(str(target))
+            except api_exceptions.NotFound as exc:
+                target.unlink(missing_ok=True)  # the client leaves an empty file behind
+                raise ArtifactIntegrityError(
+                    f"artifact {uri} lists {name} but gs://{bucket_name}/{prefix}{name} is missing"
+                ) from exc
+    except api_exceptions.Forbidden as exc:
+        raise SourceError(f"artifact {uri}: access denied: {exc}") from exc
+    except unreadable as exc:
+        raise SourceError(f"artifact {uri} cannot be read: {exc}") from exc
+    except OSError as exc:
+        raise SourceError(f"artifact {uri} cannot be copied to {folder}: {exc}") from exc
+
+
+def _listed(uri: str, manifest: Path) -> list[str]:
+    """The file names a downloaded manifest lists, each one safe to join under the folder."""
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not a mapping of file name to sha256 entry")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactIntegrityError(
+            f"artifact {uri}: {MANIFEST} is not a manifest: {exc}"
+        ) from exc
+    for name in files:
+        path = PurePosixPath(name)
+        # a manifest is data from a bucket: it must not steer writes outside the copy
+        if (
+            not path.parts
+            or path.is_absolute()
+            or ".." in path.parts
+            or "\\" in name
+            or name == MANIFEST
+        ):
+            raise ArtifactIntegrityError(
+                f"artifact {uri}: {MANIFEST} lists {name!r}, which is not a plain relative "
+                "file name inside the run folder; refusing it"
+            )
+    return sorted(files)
 
 
 def library_versions() -> dict[str, str]:

@@ -1,0 +1,241 @@
+"""The forecasts one run folder serves, computed once, and the request contract they answer.
+
+A forecast is deterministic for an artifact, and this stage accepts no future regressors (price,
+promotions): each series' forecast over the model's full horizon is therefore computed once, at
+load, and a request only slices it. That keeps a prediction to dictionary look-ups, well inside
+the latency budget on two slow cores, however large the model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salesmesh import artifact, forecast
+from salesmesh.errors import ArtifactIntegrityError, MeshError
+from salesmesh.forecast.model import CONFIG_FILE, MODEL_FILE, STATE_FILE
+
+SERIES_FILE = "series.csv"
+REQUIRED_FILES = (MODEL_FILE, STATE_FILE, CONFIG_FILE, SERIES_FILE)
+MAX_INSTANCES = 1000
+_FIELDS = ("store_id", "product_id", "horizon")
+_SHOWN = 60  # characters of a client's value quoted back in a reason
+
+Key = tuple[str, str]  # (store_id, product_id)
+Forecast = tuple[tuple[str, ...], tuple[float, ...]]  # dates (YYYY-MM-DD), sales
+
+
+class Predictor:
+    """Answers prediction requests from forecasts precomputed for every series of one run."""
+
+    def __init__(
+        self, forecasts: Mapping[Key, Forecast], horizon: int, identity: Mapping[str, Any]
+    ) -> None:
+        self._forecasts = dict(forecasts)
+        self.horizon = horizon
+        self.identity = dict(identity)
+
+    @classmethod
+    def from_folder(cls, folder: Path, source: str | None = None) -> Predictor:
+        """Verify the run folder against its manifest, load the model and forecast every series.
+
+        ``source`` is where the folder came from (a gs:// URI), named in errors and in
+        :meth:`health`. Raises :class:`ArtifactIntegrityError` for an artifact that fails its
+        manifest or, passing it, cannot be loaded.
+        """
+        source = source or str(folder)
+        manifest = artifact.verify(folder, REQUIRED_FILES)
+        try:
+            forecaster = forecast.load(folder)
+            frame = forecaster.predict()
+            table = _series_table(folder / SERIES_FILE)
+        except MeshError:
+            raise
+        except Exception as exc:  # a garbage model file raises whatever its library raises
+            # one line, naming the artifact's file rather than its temporary copy
+            detail = " ".join(str(exc).split()).replace(str(folder), source)
+            detail = detail or type(exc).__name__
+            raise ArtifactIntegrityError(
+                f"artifact {source} passes its manifest but cannot be loaded: {detail}"
+            ) from exc
+        forecasts = _precompute(frame, table, forecaster.horizon, source)
+        identity = {
+            "run_id": Path(source.rstrip("/")).name,
+            "artifact": source,
+            "manifest_sha256": artifact.sha256_file(folder / artifact.MANIFEST),
+            "created": manifest.get("created", ""),
+            "code_version": manifest.get("code_version", ""),
+        }
+        return cls(forecasts, forecaster.horizon, identity)
+
+    def health(self) -> dict[str, Any]:
+        """What the health route reports: ok, how much is served and from which artifact."""
+        return {
+            "status": "ok",
+            "series": len(self._forecasts),
+            "horizon": self.horizon,
+            **self.identity,
+        }
+
+    def predict(self, body: Any) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, response body) for a decoded JSON request body.
+
+        200 with one prediction per instance, in order; 400 with the reason for every bad
+        instance (nothing is predicted unless all are good) or for a malformed request.
+        """
+        if not isinstance(body, dict):
+            return 400, _refusal(
+                "the request body must be a JSON object with an 'instances' list, "
+                f"got {_kind(body)}"
+            )
+        if "instances" not in body:
+            return 400, _refusal(
+                'the request has no \'instances\': send {"instances": [{"store_id": ..., '
+                '"product_id": ..., "horizon": ...}]}'
+            )
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            return 400, _refusal(f"'instances' must be a list of objects, got {_kind(instances)}")
+        if not instances:
+            return 400, _refusal("'instances' is empty: send at least one instance")
+        if len(instances) > MAX_INSTANCES:
+            return 400, _refusal(
+                f"at most {MAX_INSTANCES} instances per request, got {len(instances)}: "
+                "split the request"
+            )
+        predictions: list[dict[str, Any]] = []
+        reasons: list[dict[str, Any]] = []
+        for index, instance in enumerate(instances):
+            answer = self._answer(instance)
+            if isinstance(answer, str):
+                reasons.append({"index": index, "reason": answer})
+            else:
+                predictions.append(answer)
+        if reasons:
+            error = f"{len(reasons)} of {len(instances)} instances are invalid"
+            return 400, {"error": error, "reasons": reasons}
+        return 200, {"predictions": predictions}
+
+    def _answer(self, instance: Any) -> dict[str, Any] | str:
+        """The prediction for one instance, or the reason it cannot have one."""
+        if not isinstance(instance, dict):
+            return f"an instance must be an object with {', '.join(_FIELDS)}; got {_kind(instance)}"
+        problems: list[str] = []
+        unexpected = sorted(str(name) for name in instance if name not in _FIELDS)
+        if unexpected:
+            # refused rather than ignored: a client sending prices would think they were used
+            problems.append(
+                f"unexpected field(s) {unexpected[:5]}: an instance takes "
+                f"{', '.join(_FIELDS)} only (no regressors are accepted)"
+            )
+        for name in ("store_id", "product_id"):
+            if name not in instance:
+                problems.append(f"{name} is missing")
+            elif not isinstance(instance[name], str):
+                problems.append(f"{name} must be a string, got {_kind(instance[name])}")
+        steps = _steps(instance.get("horizon"), self.horizon)
+        if steps is None:
+            problems.append(
+                f"horizon must be a whole number from 1 to {self.horizon}, "
+                f"got {_show(instance['horizon'])}"
+            )
+        if problems or steps is None:
+            return "; ".join(problems)
+        store, product = instance["store_id"], instance["product_id"]
+        found = self._forecasts.get((store, product))
+        if found is None:
+            return f"unknown series store_id={_show(store)} product_id={_show(product)}"
+        dates, sales = found
+        return {
+            "store_id": store,
+            "product_id": product,
+            "forecast": [
+                {"date": d, "sales": s} for d, s in zip(dates[:steps], sales[:steps], strict=True)
+            ],
+        }
+
+
+def _steps(value: Any, limit: int) -> int | None:
+    """The requested horizon (the model's when absent), or None when it is not allowed."""
+    if value is None:
+        return limit
+    # Vertex AI's SDK sends numbers as protobuf doubles, so 7.0 means 7; 7.5 and true do not
+    whole = int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(whole, bool) or not isinstance(whole, int) or not 1 <= whole <= limit:
+        return None
+    return whole
+
+
+def _series_table(path: Path) -> dict[str, Key]:
+    """series_id -> (store_id, product_id) from the run's ``series.csv``."""
+    # every id stays text: "007" is not 7, and a store named "NA" is not missing
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = sorted({"series_id", "store_id", "product_id"} - set(table.columns))
+    if missing:
+        raise ArtifactIntegrityError(f"{path} lacks column(s) {missing}")
+    pairs = table[["store_id", "product_id"]]
+    if table["series_id"].duplicated().any() or pairs.duplicated().any():
+        raise ArtifactIntegrityError(f"{path} names a series or a store x product twice")
+    return {
+        str(sid): (str(store), str(product))
+        for sid, store, product in zip(
+            table["series_id"], table["store_id"], table["product_id"], strict=True
+        )
+    }
+
+
+def _precompute(
+    frame: pd.DataFrame, table: Mapping[str, Key], horizon: int, source: str
+) -> dict[Key, Forecast]:
+    """Per store x product: the forecast dates and sales, rounded to 4 places, never negative."""
+    modelled = set(frame["series_id"].astype(str))
+    if modelled != set(table):
+        odd = sorted(modelled.symmetric_difference(table))
+        raise ArtifactIntegrityError(
+            f"artifact {source}: the model and {SERIES_FILE} disagree on series {odd[:5]}"
+        )
+    sales = np.round(np.clip(frame["forecast"].to_numpy(dtype=np.float64), 0.0, None), 4) + 0.0
+    if not np.isfinite(sales).all():  # JSON has no NaN: a response would not even parse
+        raise ArtifactIntegrityError(f"artifact {source} forecasts non-finite sales")
+    days = pd.DatetimeIndex(frame["date"]).strftime("%Y-%m-%d").to_numpy()
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+    forecasts: dict[Key, Forecast] = {}
+    for series_id, found in frame.groupby("series_id", sort=False).indices.items():
+        rows = np.asarray(found)[np.argsort(days[found], kind="stable")]
+        if len(rows) != horizon:
+            raise ArtifactIntegrityError(
+                f"artifact {source}: series {series_id} has {len(rows)} forecast steps, "
+                f"expected {horizon}"
+            )
+        # every series usually shares one calendar: keep one tuple of dates, not one per series
+        dates = tuple(str(day) for day in days[rows])
+        forecasts[table[str(series_id)]] = (
+            shared.setdefault(dates, dates),
+            tuple(sales[rows].tolist()),
+        )
+    return forecasts
+
+
+def _refusal(reason: str) -> dict[str, Any]:
+    return {"error": reason, "reasons": []}
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"the number {_show(value)}"
+    return names.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    """A client's value as it sent it, cut short so a reason never echoes a huge payload."""
+    # ids quote like Python (store_id='S99'); other values read as the JSON that was sent
+    text = repr(value) if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 3] + "..."
