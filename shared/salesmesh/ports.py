@@ -103,9 +103,9 @@ def rfc3339(moment: datetime | None = None) -> str:
 
 CHAMPION = "champion"  # the version serving (or about to serve) all traffic
 PREVIOUS = "previous"  # the champion before it: the warm standby a rollback returns to
-# Vertex AI alias rule: lowercase letters, digits and '-', starting with a letter, and not a
-# bare version number; "default" is reserved for the model's default version.
-ALIAS = re.compile(r"[a-z][a-z0-9-]{0,127}")
+# Vertex AI alias rule: 2-128 lowercase letters, digits and '-', starting with a letter and
+# ending with a letter or digit; "default" is reserved for the model's default version.
+ALIAS = re.compile(r"[a-z][a-z0-9-]{0,126}[a-z0-9]")
 
 
 @dataclass(frozen=True)
@@ -227,8 +227,9 @@ class Endpoint(Protocol):
         ...
 
     def undeploy(self, deployed_model_id: str) -> None:
-        """Remove a deployed model that takes no traffic (ValueError if it takes any;
-        KeyError if it is not deployed)."""
+        """Remove a deployed model. As on Vertex AI, one taking traffic while other models are
+        deployed is refused with ValueError (move its traffic first); the only model may go,
+        leaving the endpoint empty. KeyError if it is not deployed."""
         ...
 
     def health(self, deployed_model_id: str, probe: Mapping[str, Any]) -> Health:

@@ -17,41 +17,41 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("launcher", "local"): "salesmesh.backends.local:LocalTrainingLauncher",
     ("launcher", "gcp"): "salesmesh.backends.gcp:VertexTrainingLauncher",
     ("registry", "local"): "salesmesh.backends.local_registry:LocalModelRegistry",
-    ("registry", "gcp"): "salesmesh.backends.gcp_serving:VertexModelRegistry",
+    ("registry", "gcp"): "salesmesh.backends.gcp_registry:VertexModelRegistry",
     ("endpoint", "local"): "salesmesh.backends.local_endpoint:LocalEndpoint",
-    ("endpoint", "gcp"): "salesmesh.backends.gcp_serving:VertexEndpoint",
+    ("endpoint", "gcp"): "salesmesh.backends.gcp_endpoint:VertexEndpoint",
 }
 
 __all__ = ["BACKENDS", "endpoint", "model_registry", "training_launcher"]
 
 
-def _build(port: str, name: str, kwargs: dict[str, Any]) -> Any:
+def _build(port: str, backend: str, kwargs: dict[str, Any]) -> Any:
     try:
-        target = BACKENDS[port, name]
+        target = BACKENDS[port, backend]
     except KeyError:
         known = ", ".join(sorted(n for p, n in BACKENDS if p == port))
-        raise ValueError(f"unknown {port} backend {name!r}; known backends: {known}") from None
+        raise ValueError(f"unknown {port} backend {backend!r}; known backends: {known}") from None
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)(**kwargs)
 
 
-def training_launcher(name: str, **kwargs: Any) -> TrainingLauncher:
-    """The ``name`` backend's training launcher, built with ``kwargs``.
+def training_launcher(backend: str, /, **kwargs: Any) -> TrainingLauncher:
+    """The ``backend``'s training launcher, built with ``kwargs``.
 
     ``training_launcher("local", state_dir=Path(".salesmesh"))`` or
     ``training_launcher("gcp", project=..., location=..., staging_bucket=..., container_uri=...)``.
     """
-    launcher: TrainingLauncher = _build("launcher", name, kwargs)
+    launcher: TrainingLauncher = _build("launcher", backend, kwargs)
     return launcher
 
 
-def model_registry(name: str, **kwargs: Any) -> ModelRegistry:
-    """The ``name`` backend's model registry, built with ``kwargs``."""
-    registry: ModelRegistry = _build("registry", name, kwargs)
+def model_registry(backend: str, /, **kwargs: Any) -> ModelRegistry:
+    """The ``backend``'s model registry, built with ``kwargs``."""
+    registry: ModelRegistry = _build("registry", backend, kwargs)
     return registry
 
 
-def endpoint(name: str, **kwargs: Any) -> Endpoint:
-    """The ``name`` backend's endpoint, built with ``kwargs``."""
-    built: Endpoint = _build("endpoint", name, kwargs)
+def endpoint(backend: str, /, **kwargs: Any) -> Endpoint:
+    """The ``backend``'s endpoint, built with ``kwargs``."""
+    built: Endpoint = _build("endpoint", backend, kwargs)
     return built
