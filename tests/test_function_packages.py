@@ -15,15 +15,15 @@ EVENTS = Path(__file__).parent / "events"
 # the function's requirements, as they would on Cloud Functions.
 _PROBE = """
 import json, sys
-package = sys.argv[1]
+package, target = sys.argv[1], sys.argv[2]
 sys.path.insert(0, package)
 import salesmesh, main
 assert salesmesh.__file__.startswith(package), salesmesh.__file__
 from functions_framework import create_app
-client = create_app(target="train_trigger", source=package + "/main.py",
+client = create_app(target=target, source=package + "/main.py",
                     signature_type="cloudevent").test_client()
 statuses = []
-for payload in sys.argv[2:]:
+for payload in sys.argv[3:]:
     event = json.loads(payload)
     response = client.post("/", headers=event["headers"], data=json.dumps(event["data"]))
     statuses.append(response.status_code)
@@ -60,6 +60,7 @@ def test_train_trigger_package_imports_and_handles_events_on_its_own(tmp_path):
             "-c",
             _PROBE,
             str(package),
+            "train_trigger",
             json.dumps(outside),
             json.dumps(malformed),
         ],
@@ -80,3 +81,45 @@ def test_train_trigger_package_imports_and_handles_events_on_its_own(tmp_path):
     ]
     assert "outside the upload prefix" in lines[0]["message"]
     assert "malformed event" in lines[1]["message"] and "generation" in lines[1]["message"]
+
+
+def test_deploy_model_package_imports_and_handles_events_on_its_own(tmp_path):
+    """The deploy package ignores a run's non-manifest files and logs a malformed event, and
+    its cold path imports neither the Vertex SDK nor the forecaster, on either backend."""
+    package = build_package("deploy_model", tmp_path)
+    model_file = json.loads((EVENTS / "storage_finalized.json").read_text())
+    model_file["data"] |= {"bucket": "salesmesh-models", "name": "runs/r-1/model.lgb.txt"}
+    malformed = json.loads((EVENTS / "storage_finalized.json").read_text())
+    del malformed["data"]["bucket"]
+    for backend in ("local", "gcp"):
+        state = tmp_path / f"state-{backend}"
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                _PROBE,
+                str(package),
+                "deploy_model",
+                json.dumps(model_file),
+                json.dumps(malformed),
+            ],
+            cwd=package,
+            env={
+                "SALESMESH_BACKEND": backend,
+                "SALESMESH_STATE_DIR": str(state),
+                "GOOGLE_CLOUD_PROJECT": "demo-project",
+                "PATH": "/usr/bin",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
+        assert lines[-1] == {"statuses": [200, 200], "heavy": []}, backend
+        logged = [(line["severity"], line["component"]) for line in lines[:-1]]
+        assert logged == [("DEBUG", "deploy_model"), ("ERROR", "deploy_model")], backend
+        assert "not a run's manifest.json" in lines[0]["message"]
+        assert "malformed event" in lines[1]["message"] and "bucket" in lines[1]["message"]

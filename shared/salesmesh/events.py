@@ -155,6 +155,22 @@ def correlation_id(obj: StorageObject) -> str:
     return f"c-{_digest(obj)}"
 
 
+def upload_from_uri(uri: str, generation: object = None) -> StorageObject | None:
+    """The upload a training run's data URI names, so later steps recompute its ids.
+
+    ``gs://b/x.csv#123`` (a pinned URI) or ``gs://b/x.csv`` with ``generation``; None for local
+    files and unpinned URIs, which no upload event announced.
+    """
+    from salesmesh.data.source import split_gcs_uri, split_generation
+
+    base, pinned = split_generation(uri)
+    number = pinned if pinned is not None else generation
+    if not base.startswith("gs://") or number is None or not str(number).isdigit():
+        return None
+    bucket, name = split_gcs_uri(base)
+    return StorageObject(bucket=bucket, name=name, generation=str(number))
+
+
 class DataFileCheck(NamedTuple):
     """Whether an object is an upload to train on and, when it is not, why."""
 

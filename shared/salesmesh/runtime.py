@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from salesmesh import backends
 from salesmesh.backends import training_launcher
-from salesmesh.errors import ConfigError
+from salesmesh.errors import BadEventError, ConfigError
+from salesmesh.events import StorageObject
 from salesmesh.logs import Logger
-from salesmesh.ports import TrainingLauncher
+from salesmesh.ports import Endpoint, ModelRegistry, TrainingLauncher
 from salesmesh.settings import Settings
 
 LOG_FILE = "mesh.jsonl"
@@ -43,6 +48,66 @@ def launcher(settings: Settings) -> TrainingLauncher:
         # two deliveries of one upload at the same instant must not submit two jobs
         claim=gcs_claim(storage_client(), settings.state_bucket),
     )
+
+
+def registry(settings: Settings) -> ModelRegistry:
+    """The model registry of ``settings.backend``: the state bucket locally, Vertex AI on gcp."""
+    if settings.backend == "local":
+        return backends.model_registry(
+            "local",
+            bucket=settings.state_bucket,
+            model=settings.model_name,
+            lock_dir=settings.state_dir / "locks",
+        )
+    return backends.model_registry(
+        "gcp",
+        project=settings.project,
+        location=settings.region,
+        model_name=settings.model_name,
+        # only registering needs it: reading versions works without
+        serving_image=settings.serving_image or "",
+    )
+
+
+def endpoint(settings: Settings) -> Endpoint:
+    """The endpoint of ``settings.backend``: local router and servers, or Vertex AI."""
+    if settings.backend == "local":
+        return backends.endpoint("local", state_dir=settings.state_dir, name=settings.endpoint)
+    return backends.endpoint(
+        "gcp",
+        project=settings.project,
+        location=settings.region,
+        endpoint=settings.endpoint,
+        model_name=settings.model_name,
+        service_account=settings.service_account,
+    )
+
+
+def deploy_lock(settings: Settings) -> Callable[[], AbstractContextManager[None]]:
+    """The single-flight lock every traffic change takes (see :mod:`salesmesh.locks`)."""
+    from salesmesh import locks
+
+    if settings.backend == "local":
+        return partial(locks.file_lock, settings.state_dir / "locks" / "deploy.lock")
+    from salesmesh.data.source import storage_client
+
+    def lease() -> AbstractContextManager[None]:
+        # the client is built only when a deployment needs the lock, not for ignored events
+        return locks.GcsLease(storage_client(), settings.state_bucket, "salesmesh/locks/deploy")()
+
+    return lease
+
+
+def storage_object(event: Any, log: Logger) -> StorageObject | None:
+    """The object a storage CloudEvent announces, or None (logged whole, at ERROR) if the event
+    is malformed: redelivering it cannot fix it, so the handler returns instead of raising."""
+    try:
+        return StorageObject.from_cloud_event(event)
+    except BadEventError as exc:
+        log.error(
+            f"malformed event {event['id']}: {exc}", event_type=event["type"], data=event.data
+        )
+        return None
 
 
 def logger(component: str, settings: Settings) -> Logger:

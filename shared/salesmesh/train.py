@@ -54,16 +54,11 @@ def _mesh_logger(data: str, env: Mapping[str, str]) -> Logger | None:
     if not env.get("SALESMESH_STATE_DIR"):
         return None
     log = Logger("trainer", stream=None, path=Path(env["SALESMESH_STATE_DIR"]) / "logs" / LOG_FILE)
-    if not data.startswith("gs://"):
-        return log
     from salesmesh import events
-    from salesmesh.data.source import split_gcs_uri, split_generation
 
-    base, generation = split_generation(data)
-    if generation is None:
+    upload = events.upload_from_uri(data)
+    if upload is None:
         return log
-    bucket, name = split_gcs_uri(base)
-    upload = events.StorageObject(bucket=bucket, name=name, generation=str(generation))
     # the same ids train_trigger derived from the event, recomputed from the pinned URI
     return log.bind(
         correlation_id=events.correlation_id(upload), labels={"run_id": events.run_id(upload)}

@@ -36,6 +36,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from salesmesh.errors import ConfigError
 from salesmesh.ports import ModelVersion, check_alias, check_labels, rfc3339
 
 PREDICT_ROUTE, HEALTH_ROUTE, PORT = "/predict", "/health", 8080
@@ -113,6 +114,11 @@ class VertexModelRegistry:
         description = _encode_metrics(metrics)
         if not artifact_uri.startswith("gs://"):
             raise ValueError(f"artifact_uri {artifact_uri!r}: Vertex AI serves gs:// folders only")
+        if not self.serving_image:
+            raise ConfigError(
+                "SALESMESH_SERVING_IMAGE is not set: a version needs the serving container's "
+                "image URI (e.g. europe-west1-docker.pkg.dev/PROJECT/salesmesh/serve:TAG)"
+            )
         aiplatform = self._aiplatform()  # resolves the credentials the upload names
         current = self.versions()
         holders = {alias: v.version_id for v in current for alias in v.aliases}
