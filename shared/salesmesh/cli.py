@@ -139,6 +139,56 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         return 0
 
 
+def _serving_settings(args: argparse.Namespace) -> Any:
+    """Settings for the registry and endpoint: Vertex AI with --project, else the local mesh."""
+    import dataclasses
+
+    from salesmesh import runtime
+    from salesmesh.errors import ConfigError
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    if args.project:
+        return dataclasses.replace(settings, backend="gcp", project=args.project)
+    if settings.backend == "local" and not runtime.use_running_mesh(settings):
+        raise ConfigError(
+            "no local mesh is running: start it with `salesmesh up` (in another shell) or "
+            "pass --project for Vertex AI"
+        )
+    return settings
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from salesmesh import runtime, versions
+    from salesmesh.errors import PredictionError
+
+    settings = _serving_settings(args)
+    instance: dict[str, Any] = {"store_id": args.store, "product_id": args.product}
+    if args.horizon is not None:
+        instance["horizon"] = args.horizon
+    try:
+        response = runtime.endpoint(settings).predict([instance])
+    except PredictionError as exc:
+        status = exit_status("salesmesh", exc)
+        for reason in exc.reasons:
+            print(f"  {reason}", file=sys.stderr)
+        return status
+    print(json.dumps(response, indent=2) if args.json else versions.render_forecast(response))
+    return 0
+
+
+def _cmd_versions(args: argparse.Namespace) -> int:
+    from salesmesh import runtime, versions
+
+    settings = _serving_settings(args)
+    gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings))
+    if args.json:
+        print(json.dumps(gathered, indent=2))
+    else:
+        print(versions.render(gathered, settings.model_name, settings.endpoint))
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -239,6 +289,33 @@ def build_parser() -> argparse.ArgumentParser:
     log.add_argument("--run", metavar="ID", help="only lines about this training run")
     log.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
     log.set_defaults(handler=_cmd_logs)
+
+    predict = commands.add_parser(
+        "predict",
+        help="forecast one store/product through the endpoint",
+        description="Send one prediction request through the endpoint's traffic split: the "
+        "local mesh's router by default, a Vertex AI endpoint with --project. Exit 1 with the "
+        "server's reason when the request is refused (unknown series, bad horizon).",
+    )
+    predict.add_argument("--store", required=True, help="store_id as in the sales data")
+    predict.add_argument("--product", required=True, help="product_id as in the sales data")
+    predict.add_argument(
+        "--horizon", type=_positive, help="periods to forecast (default: the model's horizon)"
+    )
+    predict.add_argument("--project", help="Google Cloud project: use the Vertex AI endpoint")
+    predict.add_argument("--json", action="store_true", help="print the response body as JSON")
+    predict.set_defaults(handler=_cmd_predict)
+
+    listing = commands.add_parser(
+        "versions",
+        help="model versions, their aliases and metrics, and the endpoint's traffic split",
+        description="List every registered version of the model (oldest first) with its "
+        "aliases (champion, previous), deployment state, backtest MASE and run, then the "
+        "endpoint's current traffic split. Local mesh by default, Vertex AI with --project.",
+    )
+    listing.add_argument("--project", help="Google Cloud project: read Vertex AI")
+    listing.add_argument("--json", action="store_true", help="print as JSON")
+    listing.set_defaults(handler=_cmd_versions)
     return parser
 
 

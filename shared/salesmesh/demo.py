@@ -1,9 +1,9 @@
 """``make demo``: the local mesh end to end on the shipped sample.
 
-Starts the mesh (GCS emulator, train_trigger under functions-framework, event delivery), uploads
-the sample to the data bucket, waits for the training run the upload fires, then loads the
-published artifact back through its manifest check and prints the model card summary and a
-forecast. Later stages add deployment and prediction.
+Starts the mesh (GCS emulator, the functions under functions-framework, event delivery, the
+endpoint's router), uploads the sample to the data bucket, waits for the training run the upload
+fires and prints its model card summary, then waits for deploy_model to register, gate and roll
+out the new version, and prints a forecast fetched through the endpoint.
 """
 
 from __future__ import annotations
@@ -35,10 +35,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(data: Path, timeout: float) -> int:
     from salesmesh import runtime, train
+    from salesmesh.artifact import fetch
     from salesmesh.data import Contract, validate_file
+    from salesmesh.deploy import STATE_LABEL
     from salesmesh.local.mesh import Mesh
     from salesmesh.settings import Settings
     from salesmesh.upload import upload
+    from salesmesh.versions import render_forecast
 
     settings = Settings.from_env()
     print(f"== 1. validate {data}")
@@ -54,6 +57,7 @@ def _run(data: Path, timeout: float) -> int:
             print(f"    {name} on {server.url}, storage emulator on {mesh.emulator.host}")
         client = mesh.storage_client()
         print(f"\n== 3. upload to gs://{settings.data_bucket}/{settings.upload_prefix}")
+        started = time.monotonic()
         uploaded = upload(data, client, settings.data_bucket, settings.upload_prefix + data.name)
         print(f"    {uploaded['uri']} generation {uploaded['generation']}")
 
@@ -63,16 +67,32 @@ def _run(data: Path, timeout: float) -> int:
             print(f"    run {run.run_id} {run.state}; its log: {run.log}")
             return 1
 
-        print("\n== 5. model card summary (manifest from the model bucket)")
+        print("\n== 5. model card summary (artifact verified against its manifest)")
         with tempfile.TemporaryDirectory(prefix="salesmesh-demo-") as folder:
-            artifact = _download(client, run.output_uri, Path(folder))
-            manifest = __import__("json").loads((artifact / "manifest.json").read_text())
-            print(train.summary(manifest))
-            _preview(artifact)
+            _, manifest = fetch(run.output_uri, Path(folder))
+        print(train.summary(manifest))
+
+        print("\n== 6. the manifest fires deploy_model: register, gate, canary, promote")
+        version = _wait_for_version(runtime.registry(settings), run.run_id, timeout)
+        took = time.monotonic() - started
+        endpoint = runtime.endpoint(settings)
+        print(f"    version {version.version_id}: {version.labels.get(STATE_LABEL)}")
+        print(f"    traffic split {endpoint.traffic()}  ({took:.1f} s after the upload)")
+        if version.labels.get(STATE_LABEL) != "deployed":
+            print("    not deployed; `salesmesh logs` says why")
+            return 1
+
+        series = _busiest(data)
+        print(f"\n== 7. salesmesh predict --store {series[0]} --product {series[1]}")
+        instance = {"store_id": series[0], "product_id": series[1], "horizon": settings.horizon}
+        print(render_forecast(endpoint.predict([instance])))
     print(
         f"\nthe mesh stopped; runs, logs and the emulated buckets stay under {settings.state_dir}/"
     )
-    print("`salesmesh up` starts it again, `salesmesh status` and `salesmesh logs` look inside")
+    print(
+        "`salesmesh up` starts it again with the deployed models; `salesmesh versions`, "
+        "`salesmesh predict`, `salesmesh status` and `salesmesh logs` look inside"
+    )
     return 0
 
 
@@ -92,28 +112,28 @@ def _wait_for_run(launcher: Any, generation: str, timeout: float) -> Any:
     raise MeshError(f"no training run finished within {timeout:.0f} s; see `salesmesh logs`")
 
 
-def _download(client: Any, output_uri: str, target: Path) -> Path:
-    from salesmesh.data.source import split_gcs_uri
+def _wait_for_version(registry: Any, run_id: str, timeout: float) -> Any:
+    from salesmesh.deploy import FINAL_STATES, RUN_LABEL, STATE_LABEL
 
-    bucket_name, prefix = split_gcs_uri(output_uri.rstrip("/") + "/manifest.json")
-    prefix = prefix.removesuffix("manifest.json")
-    for blob in client.list_blobs(bucket_name, prefix=prefix):
-        destination = target / blob.name.removeprefix(prefix)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(destination))
-    return target
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for version in registry.find({RUN_LABEL: run_id}):
+            if version.labels.get(STATE_LABEL) in FINAL_STATES:
+                return version
+        time.sleep(0.5)
+    raise MeshError(f"run {run_id} was not deployed within {timeout:.0f} s; see `salesmesh logs`")
 
 
-def _preview(artifact: Path) -> None:
-    from salesmesh.forecast import load
+def _busiest(data: Path) -> tuple[str, str]:
+    """The series with the most sales in the uploaded file: the one a demo shows first."""
+    from salesmesh.data import Contract, load_sales
 
-    forecast = load(artifact).predict()  # load verifies every file against the manifest
-    busiest = forecast.groupby("series_id")["forecast"].sum().idxmax()
-    print(
-        f"\n== 6. next 7 periods for the busiest series, {busiest} (artifact loaded and verified)"
-    )
-    for row in forecast[forecast["series_id"] == busiest].head(7).itertuples():
-        print(f"    {row.date:%a %Y-%m-%d}  {row.forecast:8.1f} units")
+    loaded = load_sales(str(data), Contract())
+    frame = loaded.frame
+    assert frame is not None  # the run trained on it, so it passed the contract
+    totals = frame.groupby(["store_id", "product_id"])["sales"].sum()
+    best: tuple[Any, Any] = totals.idxmax()  # type: ignore[assignment]  # a MultiIndex key
+    return str(best[0]), str(best[1])
 
 
 if __name__ == "__main__":

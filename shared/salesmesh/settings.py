@@ -45,9 +45,10 @@ ENV_VARS: dict[str, str] = {
     "gate_tolerance": "SALESMESH_GATE_TOLERANCE",
     "keep_deployed": "SALESMESH_KEEP_DEPLOYED",
 }
-# The canary watches live traffic this long before taking it all, unless set: short on the
-# local mesh (a demo should not wait), long enough on Vertex AI for its monitoring to see it.
-CANARY_SECONDS = {"local": 2.0, "gcp": 600.0}
+# The canary serves its share this long before taking all traffic, unless set: short on the
+# local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
+# inside an event-driven function's 540 s limit with time to spare for the deploy itself.
+CANARY_SECONDS = {"local": 2.0, "gcp": 240.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # a Vertex AI model id / endpoint id we create
 
 

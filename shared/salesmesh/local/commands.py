@@ -37,6 +37,7 @@ def up(root: str, detach: bool = False) -> int:
                 "pid": os.getpid(),
                 "storage_emulator_host": mesh.emulator.host,
                 "functions": functions,
+                "endpoint_url": mesh.router.url if mesh.router else None,
                 "state_dir": str(settings.state_dir.resolve()),
             },
         )
@@ -45,6 +46,8 @@ def up(root: str, detach: bool = False) -> int:
             f"  storage emulator  {mesh.emulator.host}  (buckets {settings.data_bucket}, "
             f"{settings.model_bucket}, {settings.state_bucket})"
         )
+        if mesh.router is not None:
+            print(f"  {'endpoint':<17} {mesh.router.url}  ({len(mesh.restored)} model(s) restored)")
         for name, url in functions.items():
             print(f"  {name:<17} {url}")
         for name, why in mesh.skipped.items():

@@ -2,15 +2,17 @@
 
 ``with Mesh(settings, root) as mesh:`` starts, on 127.0.0.1 only and in this order, the
 in-process Cloud Storage emulator (objects under ``<state_dir>/gcs``, so they survive restarts)
-with the data, model and state buckets; one functions-framework server per wired function that
-exists as ``<root>/functions/<name>/main.py``; and the delivery loop. ``stop()`` undoes it in
-reverse. Training runs launched by a function are detached jobs (see
-:mod:`salesmesh.backends.local`): they outlive the mesh by design and record their own state.
+with the data, model and state buckets; the endpoint's router and the prediction servers of the
+models deployed when the mesh last stopped (the endpoint's record survives restarts too); one
+functions-framework server per wired function that exists as ``<root>/functions/<name>/main.py``;
+and the delivery loop. ``stop()`` undoes it in reverse, and stops training jobs and prediction
+servers that functions started: Ctrl-C leaves no process behind.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from salesmesh import wiring
 from salesmesh.local.delivery import Delivery
 from salesmesh.local.emulator import StorageEmulator, free_port
 from salesmesh.local.functions import FunctionServer, function_env
+from salesmesh.local.router import RouterProcess
 from salesmesh.settings import Settings
 from salesmesh.wiring import BUCKET_ROLES, Trigger
 
@@ -45,6 +48,8 @@ class Mesh:
         self.servers: dict[str, FunctionServer] = {}
         self.skipped: dict[str, str] = {}  # function -> why it is not served
         self.delivery: Delivery | None = None
+        self.router: RouterProcess | None = None
+        self.restored: list[str] = []  # deployed models whose servers start() brought back
         self._delivery_timeout = delivery_timeout
 
     def start(self) -> Mesh:
@@ -52,6 +57,7 @@ class Mesh:
         try:
             self.emulator.start()
             self.emulator.ensure_buckets(self.settings.bucket(r) for r in BUCKET_ROLES)
+            self._start_endpoint()
             self._start_functions()
             urls = {name: server.url for name, server in self.servers.items()}
             self.delivery = Delivery(
@@ -66,6 +72,19 @@ class Mesh:
             self.stop()
             raise
         return self
+
+    def _start_endpoint(self) -> None:
+        self.router = RouterProcess(self.state_dir, self.settings.endpoint)
+        self.router.start()
+        self.restored = self._endpoint().restore()
+        for deployed in self.restored:
+            log.info("restarted the prediction server of deployed model %s", deployed)
+
+    def _endpoint(self) -> Any:
+        from salesmesh.backends.local_endpoint import LocalEndpoint
+
+        env = {**os.environ, **function_env(self.settings, self.emulator.host)}
+        return LocalEndpoint(self.state_dir, self.settings.endpoint, env=env)
 
     def _start_functions(self) -> None:
         env = function_env(self.settings, self.emulator.host)
@@ -102,6 +121,11 @@ class Mesh:
         for server in reversed(list(self.servers.values())):
             server.stop()
         self.servers.clear()
+        if self.router is not None:
+            self.router.stop()
+            self.router = None
+            for deployed in self._endpoint().stop_servers():
+                log.info("stopped the prediction server of deployed model %s", deployed)
         if self.settings.backend == "local":
             from salesmesh.backends.local import LocalTrainingLauncher
 

@@ -1,0 +1,105 @@
+"""What ``salesmesh versions`` and ``salesmesh predict`` print: registry, traffic, forecasts.
+
+Both commands work on any backend: they take the ports, not a backend, so the same code reads
+the local mesh and Vertex AI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from salesmesh.deploy import RUN_LABEL, STATE_LABEL
+from salesmesh.ports import Endpoint, ModelRegistry
+
+
+def gather(registry: ModelRegistry, endpoint: Endpoint) -> dict[str, Any]:
+    """Versions (oldest first) with aliases, state, metrics and lineage, and the live split."""
+    # the registry first: a deployment labels its version last, so a version read as deployed
+    # is already on the endpoint when the endpoint is read next
+    registered = registry.versions()
+    split = endpoint.traffic()
+    deployed = {d.version_id: d.id for d in endpoint.deployed()}
+    versions = []
+    for version in registered:
+        models = version.metrics.get("models") or {}
+        figures = models.get("salesmesh") or {}
+        naive = (models.get("seasonal_naive") or {}).get("mase")
+        mase = figures.get("mase")
+        versions.append(
+            {
+                "version_id": version.version_id,
+                "aliases": list(version.aliases),
+                "state": version.labels.get(STATE_LABEL, ""),
+                "run_id": version.labels.get(RUN_LABEL, ""),
+                "correlation_id": version.labels.get("salesmesh-correlation", ""),
+                "created": version.created,
+                "artifact_uri": version.artifact_uri,
+                "source": (version.metrics.get("source") or {}).get("uri"),
+                "metrics": figures,
+                "relative_mase_vs_seasonal_naive": (
+                    round(mase / naive, 4) if mase is not None and naive else None
+                ),
+                "deployed_model_id": deployed.get(version.version_id),
+                "traffic": split.get(deployed.get(version.version_id, ""), 0),
+            }
+        )
+    by_id = {d.id: d.version_id for d in endpoint.deployed()}
+    traffic = [
+        {"deployed_model_id": model, "version_id": by_id.get(model), "percent": share}
+        for model, share in split.items()
+    ]
+    return {"versions": versions, "traffic": traffic}
+
+
+def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
+    """A table of versions, then the endpoint's split."""
+    versions = gathered["versions"]
+    if not versions:
+        return f"model {model}: no versions yet (upload sales data to train the first one)"
+    rows = [("VERSION", "ALIASES", "STATE", "MASE", "VS NAIVE", "TRAFFIC", "RUN", "CREATED")]
+    for v in versions:
+        mase = v["metrics"].get("mase")
+        relative = v["relative_mase_vs_seasonal_naive"]
+        rows.append(
+            (
+                v["version_id"],
+                ",".join(v["aliases"]) or "-",
+                v["state"] or "-",
+                "-" if mase is None else f"{mase:.4f}",
+                "-" if relative is None else f"{relative:.3f}",
+                f"{v['traffic']}%" if v["deployed_model_id"] else "not deployed",
+                v["run_id"] or "-",
+                v["created"],
+            )
+        )
+    lines = [f"model {model}: {len(versions)} version(s)", *_table(rows), ""]
+    split = gathered["traffic"]
+    lines.append(f"endpoint {endpoint}: " + ("nothing deployed" if not split else "traffic split"))
+    for entry in split:
+        lines.append(
+            f"  deployed model {entry['deployed_model_id']} "
+            f"(version {entry['version_id']}): {entry['percent']}%"
+        )
+    return "\n".join(lines)
+
+
+def render_forecast(response: Mapping[str, Any]) -> str:
+    """One block per prediction: the series, who answered, then ``date  sales`` rows."""
+    lines = []
+    for prediction in response.get("predictions", []):
+        lines.append(
+            f"{prediction['store_id']} / {prediction['product_id']}: "
+            f"{len(prediction['forecast'])}-day forecast "
+            f"(deployed model {response.get('deployedModelId', '?')})"
+        )
+        lines += [f"  {day['date']}  {day['sales']:10.2f}" for day in prediction["forecast"]]
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]

@@ -1,0 +1,200 @@
+"""Upload -> train -> deploy -> predict through real processes: `salesmesh up`, its function
+servers, trainer jobs, prediction servers and router, driven by the `salesmesh` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from salesmesh.local.binary import finalized_event, post
+from salesmesh.sample import write_sample
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _env(state: Path) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
+    # a short canary: the wait is what it costs, the path is the same
+    return {**base, "SALESMESH_STATE_DIR": str(state), "SALESMESH_CANARY_SECONDS": "0.5"}
+
+
+def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", *args],
+        env=_env(state),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _versions(state: Path) -> dict[str, Any]:
+    result = _cli(state, "versions", "--json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _wait(what: str, check: Any, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _settled(state: Path, count: int) -> list[dict[str, Any]]:
+    """Wait until ``count`` versions exist, each deployed, gated or failed; return them."""
+
+    def check() -> list[dict[str, Any]] | None:
+        versions = _versions(state)["versions"]
+        final = ("deployed", "gated", "failed")
+        done = len(versions) == count and all(v["state"] in final for v in versions)
+        return versions if done else None
+
+    versions: list[dict[str, Any]] = _wait(f"{count} settled version(s)", check)
+    return versions
+
+
+def _split(state: Path) -> dict[str, int]:
+    return {t["version_id"]: t["percent"] for t in _versions(state)["traffic"]}
+
+
+def _random_walk(path: Path) -> None:
+    """Sales that wander like a random walk: no model forecasts them well (MASE ~1.2)."""
+    rng = np.random.default_rng(1)
+    dates = pd.date_range("2024-01-01", periods=300, freq="D").strftime("%Y-%m-%d")
+    frames = [
+        pd.DataFrame(
+            {
+                "date": dates,
+                "store_id": store,
+                "product_id": product,
+                "sales": np.maximum(0, 200 + np.cumsum(rng.normal(0, 15, len(dates)))).round(),
+            }
+        )
+        for store in ("S01", "S02")
+        for product in ("P001", "P002", "P003")
+    ]
+    pd.concat(frames).to_csv(path, index=False)
+
+
+def _upload_run(emulator: str, folder: Path, prefix: str, monkeypatch: Any) -> None:
+    """Publish a run folder to the mesh's model bucket as a trainer would, manifest last."""
+    from run_folders import upload_folder
+
+    from salesmesh.data.source import storage_client
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator)  # the client reads it from os.environ
+    upload_folder(storage_client(), folder, f"gs://salesmesh-models/{prefix}")
+
+
+def test_upload_train_deploy_predict_gate_and_failed_health(
+    tmp_path: Path, broken_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A good upload serves a 28-day forecast; duplicates, a worse model and a broken one
+    change nothing; an equal one takes over with the old champion as warm standby."""
+    state = tmp_path / "state"
+    mesh = subprocess.Popen(
+        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(ROOT)],
+        env=_env(state),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait("mesh.json", lambda: (state / "mesh.json").exists(), timeout=60)
+        info = json.loads((state / "mesh.json").read_text())
+        assert info["endpoint_url"].startswith("http://127.0.0.1:")
+
+        good = tmp_path / "sales.csv"
+        write_sample(good, stores=2, products=3, days=300, seed=7)
+        assert _cli(state, "upload", str(good)).returncode == 0
+        (first,) = _settled(state, 1)
+        assert (first["state"], first["aliases"], first["traffic"]) == (
+            "deployed",
+            ["champion"],
+            100,
+        )
+        assert first["run_id"].startswith("r-") and first["correlation_id"].startswith("c-")
+
+        predicted = _cli(state, "predict", "--store", "S01", "--product", "P001", "--json")
+        assert predicted.returncode == 0, predicted.stderr
+        response = json.loads(predicted.stdout)
+        (forecast,) = response["predictions"]
+        assert len(forecast["forecast"]) == 28
+        assert forecast["forecast"][0]["date"] == "2024-10-27"  # the day after the data ends
+        assert response["deployedModelId"] == first["deployed_model_id"]
+        table = _cli(state, "predict", "--store", "S01", "--product", "P001", "--horizon", "7")
+        assert table.returncode == 0 and len(table.stdout.splitlines()) == 8, table.stdout
+        unknown = _cli(state, "predict", "--store", "S99", "--product", "P001")
+        assert unknown.returncode == 1 and "S99" in unknown.stderr, unknown.stderr
+
+        # Eventarc may deliver the same manifest many times at once: still one version
+        manifest = f"runs/{first['run_id']}/manifest.json"
+        event = finalized_event(
+            {
+                "bucket": "salesmesh-models",
+                "name": manifest,
+                "generation": "1",
+                "metageneration": "1",
+            }
+        )
+        url = info["functions"]["deploy_model"]
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda _: post(url, event, 90.0)[0], range(20)))
+        assert answers == [200] * 20
+        assert [v["version_id"] for v in _settled(state, 1)] == [first["version_id"]]
+        assert _split(state) == {first["version_id"]: 100}
+
+        worse = tmp_path / "worse.csv"
+        _random_walk(worse)
+        assert _cli(state, "upload", str(worse)).returncode == 0
+        gated = _settled(state, 2)[1]
+        assert (gated["state"], gated["deployed_model_id"], gated["aliases"]) == ("gated", None, [])
+        assert _split(state) == {first["version_id"]: 100}
+        reasons = (state / "logs" / "mesh.jsonl").read_text()
+        assert "worse than the champion's" in reasons
+
+        _upload_run(info["storage_emulator_host"], broken_artifact, "runs/r-broken", monkeypatch)
+        failed = _settled(state, 3)[2]
+        assert (failed["state"], failed["deployed_model_id"]) == ("failed", None)
+        assert _split(state) == {first["version_id"]: 100}
+        again = _cli(state, "predict", "--store", "S01", "--product", "P001", "--json")
+        assert json.loads(again.stdout)["deployedModelId"] == first["deployed_model_id"]
+
+        # the same data uploaded again is a new run whose model ties with the champion: it
+        # passes the gate (within tolerance) and takes over
+        again_name = "uploads/sales-again.csv"
+        assert _cli(state, "upload", str(good), "--name", again_name).returncode == 0
+        versions = _settled(state, 4)
+        newest = versions[3]
+        assert (newest["state"], newest["aliases"]) == ("deployed", ["champion"])
+        assert versions[0]["aliases"] == ["previous"]
+        assert _split(state) == {first["version_id"]: 0, newest["version_id"]: 100}
+        listing = _cli(state, "versions")
+        assert "champion" in listing.stdout and "gated" in listing.stdout, listing.stdout
+    finally:
+        mesh.send_signal(signal.SIGINT)
+        output, _ = mesh.communicate(timeout=60)
+    assert mesh.returncode == 0, output
+    leftovers = subprocess.run(
+        ["pgrep", "-f", f"salesmesh.(serve|local.router).*|functions.framework.*{ROOT}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    assert leftovers == "", leftovers
