@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = Path(__file__).parent / "events"
@@ -45,6 +46,21 @@ def build_package(function: str, target: Path) -> Path:
     return package
 
 
+def serve_from(
+    package: Path, target: str, events: list[dict[str, Any]], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Deliver ``events`` to ``target`` served from ``package`` alone, in an isolated Python."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", _PROBE, str(package), target, *map(json.dumps, events)],
+        cwd=package,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def test_train_trigger_package_imports_and_handles_events_on_its_own(tmp_path):
     """The built package serves events from its own copy of salesmesh, without heavy imports."""
     package = build_package("train_trigger", tmp_path)
@@ -53,24 +69,8 @@ def test_train_trigger_package_imports_and_handles_events_on_its_own(tmp_path):
     outside["data"]["name"] = "exports/elsewhere.csv"
     malformed = json.loads((EVENTS / "storage_finalized.json").read_text())
     del malformed["data"]["generation"]
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            _PROBE,
-            str(package),
-            "train_trigger",
-            json.dumps(outside),
-            json.dumps(malformed),
-        ],
-        cwd=package,
-        env={"SALESMESH_BACKEND": "local", "SALESMESH_STATE_DIR": str(state), "PATH": "/usr/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"SALESMESH_BACKEND": "local", "SALESMESH_STATE_DIR": str(state), "PATH": "/usr/bin"}
+    result = serve_from(package, "train_trigger", [outside, malformed], env)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"statuses": [200, 200], "heavy": []}
@@ -93,29 +93,13 @@ def test_deploy_model_package_imports_and_handles_events_on_its_own(tmp_path):
     del malformed["data"]["bucket"]
     for backend in ("local", "gcp"):
         state = tmp_path / f"state-{backend}"
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-I",
-                "-c",
-                _PROBE,
-                str(package),
-                "deploy_model",
-                json.dumps(model_file),
-                json.dumps(malformed),
-            ],
-            cwd=package,
-            env={
-                "SALESMESH_BACKEND": backend,
-                "SALESMESH_STATE_DIR": str(state),
-                "GOOGLE_CLOUD_PROJECT": "demo-project",
-                "PATH": "/usr/bin",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        env = {
+            "SALESMESH_BACKEND": backend,
+            "SALESMESH_STATE_DIR": str(state),
+            "GOOGLE_CLOUD_PROJECT": "demo-project",
+            "PATH": "/usr/bin",
+        }
+        result = serve_from(package, "deploy_model", [model_file, malformed], env)
         assert result.returncode == 0, result.stderr
         lines = [json.loads(line) for line in result.stdout.strip().splitlines()]
         assert lines[-1] == {"statuses": [200, 200], "heavy": []}, backend

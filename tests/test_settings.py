@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,56 @@ def test_project_built_directly_must_not_be_empty():
     assert str(caught.value) == (
         "GOOGLE_CLOUD_PROJECT='' is invalid: expected a Google Cloud project id"
     )
+
+
+def test_readme_documents_every_variable():
+    """The README's configuration table names every variable Settings reads, and no other."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.MULTILINE))
+    assert documented == set(ENV_VARS.values())
+
+
+def test_deploy_knobs_are_read_and_checked():
+    """Canary share and wait, gate tolerance and models kept come from the environment."""
+    settings = Settings.from_env(
+        {
+            "SALESMESH_CANARY_PERCENT": "25",
+            "SALESMESH_CANARY_SECONDS": "0.5",
+            "SALESMESH_GATE_TOLERANCE": "0.1",
+            "SALESMESH_KEEP_DEPLOYED": "3",
+            "SALESMESH_MODEL_NAME": "acme-demand",
+            "SALESMESH_ENDPOINT": "acme",
+        }
+    )
+    assert (settings.canary_percent, settings.canary_wait) == (25, 0.5)
+    assert (settings.gate_tolerance, settings.keep_deployed) == (0.1, 3)
+    assert (settings.model_name, settings.endpoint) == ("acme-demand", "acme")
+
+
+def test_canary_wait_defaults_by_backend():
+    """Unset, the canary waits 2 s on the local mesh and 240 s on Vertex AI."""
+    assert Settings().canary_wait == 2.0
+    assert Settings(backend="gcp").canary_wait == 240.0
+    assert Settings(canary_seconds=0).canary_wait == 0
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("SALESMESH_CANARY_PERCENT", "100", "a whole percentage from 1 to 99"),
+        ("SALESMESH_CANARY_PERCENT", "ten", "a whole percentage from 1 to 99"),
+        ("SALESMESH_CANARY_SECONDS", "-1", "seconds from 0 to 86400"),
+        ("SALESMESH_CANARY_SECONDS", "nan", "seconds from 0 to 86400"),
+        ("SALESMESH_GATE_TOLERANCE", "5", "a fraction from 0 to 1"),
+        ("SALESMESH_KEEP_DEPLOYED", "0", "at least 1"),
+        ("SALESMESH_MODEL_NAME", "Demand Model", "lowercase letters"),
+        ("SALESMESH_ENDPOINT", "9lives", "starting with a letter"),
+    ],
+)
+def test_bad_deploy_knobs_name_the_variable(variable: str, value: str, allowed: str):
+    """A bad value stops start-up, quoting the variable, the value and what is allowed."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    assert f"{variable}={value!r} is invalid" in str(caught.value)
+    assert allowed in str(caught.value)

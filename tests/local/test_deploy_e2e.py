@@ -4,11 +4,8 @@ servers, trainer jobs, prediction servers and router, driven by the `salesmesh` 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,44 +13,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from mesh_cli import ROOT, cli, start_mesh
+from mesh_waits import wait_for
 
 from salesmesh.local.binary import finalized_event, post
 from salesmesh.sample import write_sample
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _env(state: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
-    # a short canary: the wait is what it costs, the path is the same
-    return {**base, "SALESMESH_STATE_DIR": str(state), "SALESMESH_CANARY_SECONDS": "0.5"}
+# a short canary: the wait is what it costs, the path is the same
+EXTRA = {"SALESMESH_CANARY_SECONDS": "0.5"}
 
 
 def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "salesmesh.cli", *args],
-        env=_env(state),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return cli(state, *args, extra=EXTRA)
 
 
 def _versions(state: Path) -> dict[str, Any]:
     result = _cli(state, "versions", "--json")
     assert result.returncode == 0, result.stderr
     return dict(json.loads(result.stdout))
-
-
-def _wait(what: str, check: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _settled(state: Path, count: int) -> list[dict[str, Any]]:
@@ -65,8 +45,7 @@ def _settled(state: Path, count: int) -> list[dict[str, Any]]:
         done = len(versions) == count and all(v["state"] in final for v in versions)
         return versions if done else None
 
-    versions: list[dict[str, Any]] = _wait(f"{count} settled version(s)", check)
-    return versions
+    return wait_for(check, 120, f"{count} settled version(s)")
 
 
 def _split(state: Path) -> dict[str, int]:
@@ -108,15 +87,9 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
     """A good upload serves a 28-day forecast; duplicates, a worse model and a broken one
     change nothing; an equal one takes over with the old champion as warm standby."""
     state = tmp_path / "state"
-    mesh = subprocess.Popen(
-        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(ROOT)],
-        env=_env(state),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    mesh = start_mesh(state, EXTRA)
     try:
-        _wait("mesh.json", lambda: (state / "mesh.json").exists(), timeout=60)
+        wait_for(lambda: (state / "mesh.json").exists(), 60, "mesh.json")
         info = json.loads((state / "mesh.json").read_text())
         assert info["endpoint_url"].startswith("http://127.0.0.1:")
 

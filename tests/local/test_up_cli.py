@@ -3,44 +3,24 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from mesh_cli import ROOT, cli, start_mesh
+from mesh_waits import wait_for
+
 from salesmesh.local.binary import finalized_event, post
 from salesmesh.sample import write_sample
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env(state: Path) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
-    return {**base, "SALESMESH_STATE_DIR": str(state), "SALESMESH_HORIZON": "7"}
+# the horizon the small samples support
+EXTRA = {"SALESMESH_HORIZON": "7"}
 
 
 def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "salesmesh.cli", *args],
-        env=_env(state),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
-def _wait(what: str, check: Any, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+    return cli(state, *args, extra=EXTRA)
 
 
 def _status(state: Path) -> dict[str, Any]:
@@ -52,25 +32,19 @@ def _status(state: Path) -> dict[str, Any]:
 def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
     """Upload -> one succeeded run (even with 20 more deliveries); bad file -> quarantine."""
     state = tmp_path / "state"
-    mesh = subprocess.Popen(
-        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(ROOT)],
-        env=_env(state),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    mesh = start_mesh(state, EXTRA)
     try:
-        described = _wait("mesh.json", lambda: (state / "mesh.json").exists(), timeout=60)
-        assert described
+        wait_for(lambda: (state / "mesh.json").exists(), 60, "mesh.json")
         info = json.loads((state / "mesh.json").read_text())
 
         good = tmp_path / "sales.csv"
         write_sample(good, stores=1, products=2, days=120, seed=2)
         uploaded = _cli(state, "upload", str(good))
         assert uploaded.returncode == 0, uploaded.stderr
-        runs = _wait(
-            "a finished run",
+        runs = wait_for(
             lambda: [r for r in _status(state)["runs"] if r["state"] in ("succeeded", "failed")],
+            120,
+            "a finished run",
         )
         assert [(r["state"], r["exit_code"]) for r in runs] == [("succeeded", 0)], runs
         story = _cli(state, "logs", "--run", runs[0]["run_id"]).stdout.splitlines()
@@ -101,7 +75,7 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
             good.read_text().replace("\n2024-01-05,S01,P001,", "\n2024-01-05,S01,P001,-", 1)
         )
         assert _cli(state, "upload", str(bad)).returncode == 0
-        quarantined = _wait("quarantine", lambda: _status(state)["quarantine"])
+        quarantined = wait_for(lambda: _status(state)["quarantine"], 120, "quarantine")
         assert quarantined[0]["name"] == "quarantine/bad.csv"
         assert "sales_negative" in quarantined[0]["reason"]
         assert len(_status(state)["runs"]) == 1 and _status(state)["dead_letters"] == []
@@ -128,5 +102,5 @@ def test_up_detach_runs_in_the_background_until_down(tmp_path):
     stopped = _cli(state, "down")
     assert stopped.returncode == 0 and "mesh stopped" in stopped.stdout
     assert not (state / "mesh.json").exists()
-    _wait("the mesh process to exit", lambda: not Path(f"/proc/{pid}").exists(), timeout=15)
+    wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, "the mesh process to exit")
     assert "no mesh is running" in _cli(state, "down").stdout

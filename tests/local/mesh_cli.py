@@ -1,0 +1,42 @@
+"""Driving `salesmesh` as a user would, for end-to-end tests (a module with a unique name)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli_env(state: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without the caller's salesmesh and emulator settings, plus ``extra``."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SALESMESH_", "STORAGE_"))}
+    return {**base, "SALESMESH_STATE_DIR": str(state), **(extra or {})}
+
+
+def cli(
+    state: Path, *args: str, extra: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``salesmesh ARGS`` to completion and return what it printed."""
+    return subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", *args],
+        env=cli_env(state, extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def start_mesh(state: Path, extra: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """``salesmesh up`` in the foreground of a child process; stop it with SIGINT."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(ROOT)],
+        env=cli_env(state, extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
