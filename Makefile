@@ -32,6 +32,8 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/forecast.py
+	$(BIN)/python bench/mesh.py
+	$(BIN)/python bench/serve.py --runs 2
 
 clean:
 	rm -rf $(VENV) .salesmesh .pytest_cache .mypy_cache .ruff_cache
