@@ -13,8 +13,8 @@ import pytest
 from mesh_waits import wait_for
 
 from salesmesh.local.delivery import Delivery, read_dead_letters
-from salesmesh.local.emulator import free_port
 from salesmesh.local.functions import FunctionServer
+from salesmesh.local.processes import free_port
 from salesmesh.settings import Settings
 from salesmesh.wiring import STORAGE_FINALIZED, Retry, Trigger
 

@@ -28,12 +28,12 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from salesmesh.backends.gcp_registry import api_errors, vertex_sdk
+from salesmesh.backends.gcp_registry import VertexBackend, api_errors
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.ports import DeployedModel, Health, ModelVersion, check_split, rfc3339
 
 
-class VertexEndpoint:
+class VertexEndpoint(VertexBackend):
     """One Vertex AI endpoint serving versions of one registry model."""
 
     def __init__(
@@ -51,8 +51,7 @@ class VertexEndpoint:
     ) -> None:
         """``endpoint`` is an endpoint id or its full resource name; ``model_name`` the
         registry's model id, whose versions :meth:`deploy` receives."""
-        self.project = project
-        self.location = location
+        super().__init__(project, location, credentials)
         prefix = f"projects/{project}/locations/{location}"
         self.resource_name = (
             endpoint if endpoint.startswith("projects/") else f"{prefix}/endpoints/{endpoint}"
@@ -63,15 +62,6 @@ class VertexEndpoint:
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.service_account = service_account
-        self._credentials = credentials
-        self._sdk: Any = None
-
-    def _aiplatform(self) -> Any:
-        if self._sdk is None:
-            self._sdk, self._credentials = vertex_sdk(
-                self.project, self.location, self._credentials
-            )
-        return self._sdk
 
     def _endpoint(self) -> Any:
         """A fresh SDK Endpoint; its first use reads the resource from Vertex AI."""

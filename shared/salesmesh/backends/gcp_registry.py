@@ -64,7 +64,26 @@ def api_errors() -> Any:
     return importlib.import_module("google.api_core.exceptions")
 
 
-class VertexModelRegistry:
+class VertexBackend:
+    """What the Vertex AI backends share: project, location and the SDK, set up on first use."""
+
+    def __init__(self, project: str, location: str, credentials: Any) -> None:
+        """``credentials``: google.auth credentials; None means Application Default Credentials."""
+        self.project = project
+        self.location = location
+        self._credentials = credentials
+        self._sdk: Any = None
+
+    def _aiplatform(self) -> Any:
+        """The configured SDK; from the first call on, ``_credentials`` are resolved ones."""
+        if self._sdk is None:
+            self._sdk, self._credentials = vertex_sdk(
+                self.project, self.location, self._credentials
+            )
+        return self._sdk
+
+
+class VertexModelRegistry(VertexBackend):
     """Versions of one Vertex AI model; built from Settings (project, region, model_name,
     serving_image)."""
 
@@ -78,20 +97,10 @@ class VertexModelRegistry:
         credentials: Any = None,
     ) -> None:
         """``credentials``: google.auth credentials; None means Application Default Credentials."""
-        self.project = project
-        self.location = location
+        super().__init__(project, location, credentials)
         self.model_name = model_name
         self.serving_image = serving_image
         self.resource_name = f"projects/{project}/locations/{location}/models/{model_name}"
-        self._credentials = credentials
-        self._sdk: Any = None
-
-    def _aiplatform(self) -> Any:
-        if self._sdk is None:
-            self._sdk, self._credentials = vertex_sdk(
-                self.project, self.location, self._credentials
-            )
-        return self._sdk
 
     def _client(self) -> Any:
         """The SDK's configured ModelService client (a ``ModelRegistry`` keeps one)."""

@@ -19,27 +19,21 @@ waits for EOF on its stdin, which the launcher closes only after writing the fir
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from salesmesh.errors import LaunchError
+from salesmesh.local.processes import alive, read_json, reap, start, write_json
 from salesmesh.ports import RUN_ID, RunState, TrainingRequest, TrainingRun, rfc3339
 
 RECORD = "run.json"
 LOG = "job.log"
-
-# Popen objects of jobs this process started: polled so finished watchers do not linger as
-# zombies while a function server runs for days.
-_children: list[subprocess.Popen[bytes]] = []
-_children_lock = threading.Lock()
 
 
 class LocalTrainingLauncher:
@@ -59,7 +53,7 @@ class LocalTrainingLauncher:
 
     def launch(self, request: TrainingRequest) -> TrainingRun:
         """Start the run unless its folder already exists; either way return its record."""
-        _reap()
+        reap()
         run_dir = self.runs_dir / request.run_id
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -72,13 +66,13 @@ class LocalTrainingLauncher:
         """The run's record, or None if it was never launched (or is being claimed right now)."""
         if not RUN_ID.fullmatch(run_id):  # never let an id walk out of runs/
             return None
-        _reap()  # a killed watcher we started must not linger as a zombie that looks alive
+        reap()  # a killed watcher we started must not linger as a zombie that looks alive
         record = _read_record(self.runs_dir / run_id)
         return None if record is None else _to_run(record)
 
     def list(self) -> builtins.list[TrainingRun]:
         """Every recorded run, oldest first."""
-        _reap()
+        reap()
         records = [r for d in sorted(self.runs_dir.glob("*/")) if (r := _read_record(d))]
         return [_to_run(r) for r in sorted(records, key=lambda r: (r["created"], r["run_id"]))]
 
@@ -122,16 +116,8 @@ class LocalTrainingLauncher:
             "CLOUD_ML_JOB_ID": f"local-{request.run_id}",
         }
         watcher = [self._python, "-m", "salesmesh.backends.local", str(run_dir), "--", *job]
-        try:
-            with log.open("ab") as out:
-                child = subprocess.Popen(
-                    watcher,
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,  # survives the function server's Ctrl-C
-                )
+        try:  # detached: survives the function server's Ctrl-C
+            child = start(watcher, log, env=env, stdin=subprocess.PIPE)
         except OSError as exc:
             # the claim stays: a redelivered event finds a failed run instead of a loop
             _write_record(run_dir, {**record, "state": RunState.FAILED.value})
@@ -142,8 +128,6 @@ class LocalTrainingLauncher:
             _write_record(run_dir, record)
         finally:
             child.stdin.close()  # the watcher's go signal, even if the record failed
-        with _children_lock:
-            _children.append(child)
         return _to_run(record)
 
     def _await_record(self, run_dir: Path) -> TrainingRun:
@@ -160,7 +144,7 @@ class LocalTrainingLauncher:
 def _to_run(record: Mapping[str, Any]) -> TrainingRun:
     state = RunState(record["state"])
     pid = record.get("pid")
-    if not state.finished and pid is not None and not _alive(pid):
+    if not state.finished and pid is not None and not alive(pid):
         state = RunState.FAILED  # the watcher was killed before it could record an exit code
     return TrainingRun(
         run_id=record["run_id"],
@@ -174,34 +158,13 @@ def _to_run(record: Mapping[str, Any]) -> TrainingRun:
     )
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _read_record(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        record: dict[str, Any] = json.loads((run_dir / RECORD).read_text())
-    except FileNotFoundError:
-        return None
-    return record
+    return read_json(run_dir / RECORD)
 
 
 def _write_record(run_dir: Path, record: Mapping[str, Any]) -> None:
     """Replace run.json atomically, so a reader sees the old record or the new, never half."""
-    temporary = run_dir / f".{RECORD}.{os.getpid()}.{threading.get_ident()}.tmp"
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    temporary.replace(run_dir / RECORD)
-
-
-def _reap() -> None:
-    with _children_lock:
-        _children[:] = [child for child in _children if child.poll() is None]
+    write_json(run_dir / RECORD, record, indent=2)
 
 
 def watch(run_dir: Path, command: Sequence[str]) -> int:

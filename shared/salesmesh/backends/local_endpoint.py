@@ -3,59 +3,55 @@
 ``<state_dir>/endpoints/<name>/`` holds ``endpoint.json`` (deployed models with their port, pid
 and log, the split, and the counter deployed-model ids come from), one ``server-<id>.log`` per
 deployed model, and the router's ``router.json`` and ``metrics.jsonl``
-(:mod:`salesmesh.local.router`). Every read-modify-write of the record holds an ``fcntl.flock``
-on ``endpoint.lock`` and replaces the file atomically, so the router, which rereads it when its
-inode, mtime or size changes, sees the old record or the new one, never half of one.
+(:mod:`salesmesh.local.router`). Every read-modify-write of the record holds an ``fcntl``
+lock on ``endpoint.lock`` (:func:`salesmesh.locks.file_lock`) and replaces the file atomically,
+so the router, which rereads it when its inode, mtime or size changes, sees the old record or the
+new one, never half of one.
 
 Each deployed model is ``python -m salesmesh.serve`` in its own session, started the way Vertex
-AI starts a custom container (``AIP_*`` variables): it outlives the process that deployed it,
-as a Vertex deployment outlives the function that made it. The split is validated with
-:func:`~salesmesh.ports.allocate` before anything starts, and a model enters the record only
-once its health route answers, so a failed deployment leaves the endpoint as it was.
+AI starts a custom container (:mod:`salesmesh.backends.local_servers`): it outlives the process
+that deployed it, as a Vertex deployment outlives the function that made it. The split is
+validated with :func:`~salesmesh.ports.allocate` before anything starts, and a model enters the
+record only once its health route answers, so a failed deployment leaves the endpoint as it was.
 """
 
 from __future__ import annotations
 
 import builtins
-import fcntl
-import http.client
-import json
 import os
 import re
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from salesmesh.backends.local_servers import (
+    HEALTH_ROUTE,
+    PREDICT_ROUTE,
+    await_healthy,
+    call,
+    launch,
+    running,
+    stop_servers,
+)
 from salesmesh.errors import DeployError, PredictionError
+from salesmesh.local.processes import alive, read_json, write_json
+from salesmesh.locks import file_lock
 from salesmesh.ports import DeployedModel, Health, ModelVersion, allocate, check_split, rfc3339
 
 RECORD = "endpoint.json"
 LOCK = "endpoint.lock"
 ROUTER_FILE = "router.json"  # written by the router while it listens
 METRICS_FILE = "metrics.jsonl"
-HEALTH_ROUTE = "/health"
-PREDICT_ROUTE = "/predict"
-SERVE_MARK = "salesmesh.serve"  # in a live server's command line; guards against pid reuse
 ROUTER_MARK = "salesmesh.local.router"
 # Numeric like Vertex AI's deployed-model ids, and never equal to a registry version id ("1",
 # "2", ...), so code that mixes the two up fails at once instead of passing by coincidence.
 ID_BASE = 1_000_000_000
-# A server's graceful stop (SIGTERM) before it is killed: in-flight predictions take
-# milliseconds, and gunicorn lingers up to 2 s on kept-alive connections.
-STOP_SECONDS = 5.0
+# The record lock is held for one read-modify-write (milliseconds): a holder this late is stuck.
+LOCK_SECONDS = 60.0
 _NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
-
-# Popen objects of servers this process started: polled so stopped ones do not linger as
-# zombies (which still answer signal 0) in a deploy function that runs for days.
-_children: list[subprocess.Popen[bytes]] = []
-_children_lock = threading.Lock()
 
 
 def endpoint_dir(state_dir: Path, name: str) -> Path:
@@ -63,22 +59,6 @@ def endpoint_dir(state_dir: Path, name: str) -> Path:
     if not _NAME.fullmatch(name):
         raise ValueError(f"endpoint name {name!r} must match {_NAME.pattern}")
     return Path(state_dir) / "endpoints" / name
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None if there is no such file."""
-    try:
-        found: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    return found
-
-
-def write_json(path: Path, document: Mapping[str, Any]) -> None:
-    """Replace ``path`` atomically: readers see the old document or the new, never half."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(json.dumps(document, indent=1) + "\n")
-    temporary.replace(path)
 
 
 class LocalEndpoint:
@@ -120,15 +100,15 @@ class LocalEndpoint:
             "created": rfc3339(),
             "log": str(self.dir / f"server-{model_id}.log"),
         }
-        process = self._launch(model)
-        _await_healthy(model, process, time.monotonic() + self._deploy_timeout)
+        process = launch(self._python, self._env, model)
+        await_healthy(model, process, time.monotonic() + self._deploy_timeout)
         try:
             with self._locked() as record:
                 # recomputed: the split may have changed while the server was starting
                 record["traffic"] = _split_with(record, model_id, traffic_percentage)
                 record["deployed_models"].append(model)
         except BaseException:
-            _stop(model["pid"])
+            stop_servers([model["pid"]])
             raise
         return _public(model)
 
@@ -155,7 +135,7 @@ class LocalEndpoint:
                 raise ValueError(msg)
             record["deployed_models"].remove(model)
             record["traffic"] = {i: record["traffic"].get(i, 0) for i in others}
-        _stop(model.get("pid"))  # after the router has stopped choosing it
+        stop_servers([model.get("pid")])  # after the router has stopped choosing it
 
     def health(self, deployed_model_id: str, probe: Mapping[str, Any]) -> Health:
         """Deployed, server process alive, health route 200, and ``probe`` forecast."""
@@ -167,7 +147,7 @@ class LocalEndpoint:
         seen = self._router_stats().get(deployed_model_id, {})
         counts = {"requests": int(seen.get("requests", 0)), "errors": int(seen.get("errors", 0))}
         where = f"deployed model {deployed_model_id} (server log {model['log']})"
-        if not _alive(model.get("pid")):
+        if not running(model.get("pid")):
             return Health(False, f"{where}: its server process is not running", **counts)
         port = model["port"]
         status, _ = call(port, "GET", HEALTH_ROUTE)
@@ -211,12 +191,12 @@ class LocalEndpoint:
     def router(self) -> dict[str, Any] | None:
         """The running router's ``{"url", "pid"}``, or None if none runs."""
         found = read_json(self.dir / ROUTER_FILE)
-        return found if found and _alive(found.get("pid"), ROUTER_MARK) else None
+        return found if found and alive(found.get("pid"), ROUTER_MARK) else None
 
     def stop_servers(self) -> builtins.list[str]:
         """Stop every server process and keep the record, for :meth:`restore` to restart."""
         models = self._read()["deployed_models"]
-        stopped = _stop_all(m.get("pid") for m in models)
+        stopped = stop_servers(m.get("pid") for m in models)
         return [m["id"] for m in models if m.get("pid") in stopped]
 
     def restore(self) -> builtins.list[str]:
@@ -224,18 +204,18 @@ class LocalEndpoint:
 
         Raises DeployError naming the models that did not come back (the others are restored).
         """
-        dead = [dict(m) for m in self._read()["deployed_models"] if not _alive(m.get("pid"))]
+        dead = [dict(m) for m in self._read()["deployed_models"] if not running(m.get("pid"))]
         launched, failures = [], []
         for model in dead:  # all start before any is awaited: they load in parallel
             try:
-                launched.append((model, self._launch(model)))
+                launched.append((model, launch(self._python, self._env, model)))
             except DeployError as exc:
                 failures.append(str(exc))
         deadline = time.monotonic() + self._deploy_timeout
         restarted: dict[str, dict[str, Any]] = {}
         for model, process in launched:
             try:
-                _await_healthy(model, process, deadline)
+                await_healthy(model, process, deadline)
             except DeployError as exc:
                 failures.append(str(exc))
             else:
@@ -245,40 +225,10 @@ class LocalEndpoint:
             for model in record["deployed_models"]:
                 if new := restarted.pop(model["id"], None):
                     model.update(port=new["port"], pid=new["pid"])
-        _stop_all(gone["pid"] for gone in restarted.values())  # undeployed while restarting
+        stop_servers(gone["pid"] for gone in restarted.values())  # undeployed while restarting
         if failures:
             raise DeployError("could not restore every deployed model:\n" + "\n".join(failures))
         return ids
-
-    def _launch(self, model: dict[str, Any]) -> subprocess.Popen[bytes]:
-        """Start ``model``'s server detached, recording its port and pid in ``model``."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        model.update(port=_free_port(), predict_route=PREDICT_ROUTE)
-        env = {
-            **self._env,
-            "AIP_HTTP_PORT": str(model["port"]),
-            "AIP_HEALTH_ROUTE": HEALTH_ROUTE,
-            "AIP_PREDICT_ROUTE": PREDICT_ROUTE,
-            "AIP_STORAGE_URI": model["artifact_uri"],
-            "AIP_DEPLOYED_MODEL_ID": model["id"],
-            "SALESMESH_SERVE_HOST": "127.0.0.1",
-        }
-        try:
-            with Path(model["log"]).open("ab") as log:
-                process = subprocess.Popen(
-                    [self._python, "-m", SERVE_MARK],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    start_new_session=True,  # survives a restart of whoever deployed it
-                )
-        except OSError as exc:
-            raise DeployError(f"cannot start a server for {_what(model)}: {exc}") from exc
-        model["pid"] = process.pid
-        with _children_lock:
-            _children.append(process)
-        return process
 
     def _read(self) -> dict[str, Any]:
         return read_json(self.dir / RECORD) or _empty(self.name)
@@ -286,9 +236,7 @@ class LocalEndpoint:
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
         """The record to change in place; written back when the block ends without error."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with (self.dir / LOCK).open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with file_lock(self.dir / LOCK, LOCK_SECONDS, poll=0.01):
             record = self._read()
             yield record
             write_json(self.dir / RECORD, record)
@@ -326,135 +274,3 @@ def _split_with(record: Mapping[str, Any], model_id: str, percentage: int) -> di
 
 def _public(model: Mapping[str, Any]) -> DeployedModel:
     return DeployedModel(model["id"], model["version_id"], model["created"])
-
-
-def _what(model: Mapping[str, Any]) -> str:
-    version = f"version {model['version_id']}, {model['artifact_uri']}"
-    return f"deployed model {model['id']} ({version})"
-
-
-def _await_healthy(
-    model: Mapping[str, Any], process: subprocess.Popen[bytes], deadline: float
-) -> None:
-    """Return once the server's health route answers 200; else stop it and raise DeployError."""
-    try:
-        while (code := process.poll()) is None:
-            if call(model["port"], "GET", HEALTH_ROUTE, timeout=1.0)[0] == 200:
-                return
-            if time.monotonic() > deadline:
-                break
-            time.sleep(0.1)  # start-up only: bounded by the deadline
-    except BaseException:
-        _stop(process.pid, mark=None)
-        raise
-    _stop(process.pid, mark=None)  # our own child: no need to recognise its command line
-    how = "did not become healthy in time" if code is None else f"exited with code {code}"
-    raise DeployError(
-        f"the prediction server of {_what(model)} {how}. "
-        f"Last lines of {model['log']}:\n{_tail(Path(model['log']))}"
-    )
-
-
-def call(
-    where: int | str,
-    method: str,
-    path: str,
-    payload: Any = None,
-    timeout: float = 5.0,
-) -> tuple[int, dict[str, Any]]:
-    """``(status, JSON body)`` of one request to a port on 127.0.0.1 or an ``http://`` URL.
-
-    ``(0, {"error": ...})`` when nothing answers; a non-JSON body comes back as ``{"error"}``.
-    """
-    host, port = ("127.0.0.1", where) if isinstance(where, int) else _host_port(where)
-    body = None if payload is None else json.dumps(payload).encode()
-    headers = {} if body is None else {"Content-Type": "application/json"}
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers=headers)
-        response = connection.getresponse()
-        status, raw = response.status, response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        return 0, {"error": f"{host}:{port}{path}: {exc}"}
-    finally:
-        connection.close()
-    try:
-        decoded = json.loads(raw)
-    except ValueError:
-        return status, {"error": raw.decode(errors="replace")[:500]}
-    return status, decoded if isinstance(decoded, dict) else {"body": decoded}
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    host, _, port = url.removeprefix("http://").rstrip("/").rpartition(":")
-    return host, int(port)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _alive(pid: object, mark: str | None = SERVE_MARK) -> bool:
-    """True if ``pid`` is a live process whose command line holds ``mark`` (not a reused pid)."""
-    if not isinstance(pid, int):
-        return False
-    if _reap(pid):
-        return True  # our own child, not yet reaped: its pid cannot have been reused
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        pass
-    proc = Path(f"/proc/{pid}")
-    if not proc.is_dir():
-        return True  # no procfs: the signal is all we can know
-    try:
-        command = (proc / "cmdline").read_bytes()
-        tasks = [
-            (t / "stat").read_text().rpartition(")")[2].split()[0] for t in proc.glob("task/*")
-        ]
-    except (OSError, IndexError):
-        return False  # exited between the checks
-    # a leader whose other threads still run reads "Z" too: alive until no thread is left
-    return any(state not in ("Z", "X") for state in tasks) and (
-        mark is None or mark.encode() in command
-    )
-
-
-def _stop(pid: object, mark: str | None = SERVE_MARK) -> bool:
-    """Stop one server (see :func:`_stop_all`); False if it was not running."""
-    return bool(_stop_all([pid], mark))
-
-
-def _stop_all(pids: Iterable[object], mark: str | None = SERVE_MARK) -> list[int]:
-    """SIGTERM each running server's process group at once, SIGKILL what is left after
-    ``STOP_SECONDS``; returns the pids that were running."""
-    running = [pid for pid in pids if isinstance(pid, int) and _alive(pid, mark)]
-    for signum, wait in ((signal.SIGTERM, STOP_SECONDS), (signal.SIGKILL, 2.0)):
-        for pid in running:
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signum)  # SIGKILL also reaches stragglers of a gone leader
-        deadline = time.monotonic() + wait
-        # identity was checked above; an exiting process's command line reads empty
-        while any(_alive(pid, None) for pid in running) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    _reap()  # one that died after the last check must not stay a zombie
-    return running
-
-
-def _reap(pid: int | None = None) -> bool:
-    """Collect our finished children; True if ``pid`` is one of ours still running."""
-    with _children_lock:
-        _children[:] = [child for child in _children if child.poll() is None]
-        return any(child.pid == pid for child in _children)
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -6,14 +6,14 @@ in the mesh's state bucket (the real GCS emulator locally), so the deploy functi
 the alert handler all see one registry.
 
 Writers are several processes, and the emulator ignores generation preconditions, so every
-read-modify-write holds an exclusive ``fcntl.flock`` on ``<lock_dir>/registry-<model>.lock``.
-Readers take no lock: an object upload replaces the document whole.
+read-modify-write holds an exclusive ``fcntl`` lock on ``<lock_dir>/registry-<model>.lock``
+(:func:`salesmesh.locks.file_lock`). Readers take no lock: an object upload replaces the
+document whole.
 """
 
 from __future__ import annotations
 
 import builtins
-import fcntl
 import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -22,11 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from salesmesh.errors import SourceError
+from salesmesh.locks import file_lock
 from salesmesh.ports import ModelVersion, check_alias, check_labels, rfc3339
 
 PREFIX = "registry/"
 # the model name becomes an object name and a lock file name: keep it to a Vertex AI model id
 _MODEL = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# A writer holds the lock for one download and one upload, each of which the storage client
+# may retry for minutes against a busy emulator: only a holder this late is stuck.
+_LOCK_SECONDS = 600.0
 
 
 class LocalModelRegistry:
@@ -126,9 +130,7 @@ class LocalModelRegistry:
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
         """The document to change in place; written back when the block ends without error."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with file_lock(self.lock_path, _LOCK_SECONDS, poll=0.01):
             document = self._read()
             yield document
             self._write(document)

@@ -34,6 +34,9 @@ from typing import Any
 
 from gcp_storage_emulator.server import create_server
 
+# re-exported: the mesh and its tests take free ports from here
+from salesmesh.local.processes import free_port
+
 # The int64 fields of StorageObjectData: Eventarc sends them as JSON strings.
 _INT64_FIELDS = ("generation", "metageneration", "size")
 _DROPPED = ("acl",)  # not part of the finalize event's data
@@ -56,14 +59,6 @@ def finalized_data(resource: dict[str, Any]) -> dict[str, Any]:
     data.setdefault("contentType", "application/octet-stream")
     data.setdefault("kind", "storage#object")
     return data
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class StorageEmulator:

@@ -4,23 +4,22 @@ Each server is started exactly as
 ``functions-framework --target ENTRY --source functions/NAME/main.py --signature-type cloudevent
 --host 127.0.0.1 --port N`` would start it (the venv's console script when it is beside the
 interpreter, else ``python -m functions_framework`` with the same flags), in its own process
-group so :meth:`FunctionServer.stop` can end it and anything it forked in one signal. The
-function's stdout and stderr go to ``<state_dir>/logs/functions/NAME.log``.
+group (:func:`salesmesh.local.processes.start`) so :meth:`FunctionServer.stop` can end it and
+anything it forked in one signal. The function's stdout and stderr go to
+``<state_dir>/logs/functions/NAME.log``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from contextlib import suppress
 from pathlib import Path
 
 from salesmesh.errors import MeshError
+from salesmesh.local.processes import await_ready, listening, start, stop_child, tail
 from salesmesh.settings import ENV_VARS, Settings
 
 
@@ -95,56 +94,21 @@ class FunctionServer:
 
     def start(self, ready_timeout: float = 15.0) -> None:
         """Start the process and wait until its port accepts connections."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env},
-                start_new_session=True,  # its own process group: stop() signals all of it
+        self.process = start(self.command(), self.log_path, env={**os.environ, **self.env})
+
+        def failed(code: int | None) -> FunctionStartError:
+            how = (
+                f"not listening on port {self.port} after {ready_timeout:.0f}s"
+                if code is None
+                else f"exited with {code} before listening"
             )
+            return FunctionStartError(f"function {self.name} {how}:\n{tail(self.log_path)}")
+
         deadline = time.monotonic() + ready_timeout
-        while True:
-            code = self.process.poll()
-            if code is not None:
-                raise FunctionStartError(
-                    f"function {self.name} exited with {code} before listening:\n{self._tail()}"
-                )
-            with socket.socket() as probe:
-                probe.settimeout(0.2)
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            if time.monotonic() > deadline:
-                self.stop()
-                raise FunctionStartError(
-                    f"function {self.name} not listening on port {self.port} after "
-                    f"{ready_timeout:.0f}s:\n{self._tail()}"
-                )
-            time.sleep(0.05)  # start-up only: bounded by ready_timeout
+        await_ready(self.process, lambda: listening(self.port), deadline, failed)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``timeout``, and reap the process."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        # anything the server forked and left in its group goes too
-        with suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-
-    def _tail(self, lines: int = 20) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        if process is not None:
+            stop_child(process, timeout)  # with anything the server forked into its group

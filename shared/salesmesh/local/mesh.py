@@ -18,8 +18,9 @@ from typing import Any
 
 from salesmesh import wiring
 from salesmesh.local.delivery import Delivery
-from salesmesh.local.emulator import StorageEmulator, free_port
+from salesmesh.local.emulator import StorageEmulator
 from salesmesh.local.functions import FunctionServer, function_env
+from salesmesh.local.processes import free_port
 from salesmesh.local.router import RouterProcess
 from salesmesh.settings import Settings
 from salesmesh.wiring import BUCKET_ROLES, Trigger
