@@ -9,6 +9,7 @@ out the new version, and prints a forecast fetched through the endpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -53,6 +54,8 @@ def _run(data: Path, timeout: float) -> int:
 
     print("\n== 2. start the local mesh")
     with Mesh(settings, Path.cwd()) as mesh:
+        # this process reads the emulated buckets too (artifact, registry), as any client would
+        os.environ["STORAGE_EMULATOR_HOST"] = mesh.emulator.host
         for name, server in mesh.servers.items():
             print(f"    {name} on {server.url}, storage emulator on {mesh.emulator.host}")
         client = mesh.storage_client()

@@ -24,6 +24,7 @@ metadata, and sizes are sometimes ints — :func:`finalized_data` fixes both for
 from __future__ import annotations
 
 import copy
+import logging
 import queue
 import socket
 import urllib.parse
@@ -34,8 +35,22 @@ from typing import Any
 
 from gcp_storage_emulator.server import create_server
 
-# re-exported: the mesh and its tests take free ports from here
 from salesmesh.local.processes import free_port
+
+
+def _not_a_miss(record: logging.LogRecord) -> bool:
+    """False for the emulator's two ERROR lines about a read of a missing object.
+
+    The client gets its 404, as from Cloud Storage; looking before creating (the registry's
+    first read, ``exists()``) is a normal path, not an error worth a line on the console.
+    """
+    if record.msg == "Resource not found:":
+        return False
+    missing = isinstance(record.msg, FileNotFoundError | IsADirectoryError)
+    return not (missing and record.levelno >= logging.ERROR)
+
+
+logging.getLogger("gcp_storage_emulator.storage").addFilter(_not_a_miss)
 
 # The int64 fields of StorageObjectData: Eventarc sends them as JSON strings.
 _INT64_FIELDS = ("generation", "metageneration", "size")
