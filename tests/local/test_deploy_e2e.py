@@ -85,7 +85,8 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
     tmp_path: Path, broken_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A good upload serves a 28-day forecast; duplicates, a worse model and a broken one
-    change nothing; an equal one takes over with the old champion as warm standby."""
+    change nothing; an equal one takes over with the old champion as warm standby; all of it
+    is served again after the mesh restarts."""
     state = tmp_path / "state"
     mesh = start_mesh(state, EXTRA)
     try:
@@ -161,8 +162,24 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         listing = _cli(state, "versions")
         assert "champion" in listing.stdout and "gated" in listing.stdout, listing.stdout
     finally:
-        mesh.send_signal(signal.SIGINT)
-        output, _ = mesh.communicate(timeout=60)
+        _stop(mesh)
+
+    # deployed models outlive the mesh: the next `up` serves them again, same split and ids
+    mesh = start_mesh(state, EXTRA)
+    try:
+        wait_for(lambda: (state / "mesh.json").exists(), 90, "mesh.json after a restart")
+        served = _cli(state, "predict", "--store", "S02", "--product", "P003", "--json")
+        assert served.returncode == 0, served.stderr
+        assert json.loads(served.stdout)["deployedModelId"] == newest["deployed_model_id"]
+        assert _split(state) == {first["version_id"]: 0, newest["version_id"]: 100}
+    finally:
+        _stop(mesh)
+
+
+def _stop(mesh: subprocess.Popen[str]) -> None:
+    """Ctrl-C the mesh; it must exit cleanly and leave no server, router or function behind."""
+    mesh.send_signal(signal.SIGINT)
+    output, _ = mesh.communicate(timeout=60)
     assert mesh.returncode == 0, output
     leftovers = subprocess.run(
         ["pgrep", "-f", f"salesmesh.(serve|local.router).*|functions.framework.*{ROOT}"],

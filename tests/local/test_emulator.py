@@ -76,3 +76,16 @@ def test_failed_create_queues_nothing_and_objects_survive_restart(tmp_path: Path
         assert first.events.empty()
     with StorageEmulator(tmp_path / "gcs") as second:
         assert [b.name for b in second.client().list_blobs("kept")] == ["x"]
+
+
+def test_objects_download_after_a_restart_on_another_port(tmp_path: Path) -> None:
+    """A blob read with its metadata downloads from the restarted emulator, not the old port."""
+    with StorageEmulator(tmp_path / "gcs") as first:
+        first.ensure_buckets(["kept"])
+        first.client().bucket("kept").blob("runs/r-1/manifest.json").upload_from_string(b"{}")
+        old = first.host
+    with StorageEmulator(tmp_path / "gcs") as second:
+        assert second.host != old
+        blob = second.client().bucket("kept").get_blob("runs/r-1/manifest.json")
+        assert blob is not None and second.host in blob.media_link
+        assert blob.download_as_bytes(timeout=5) == b"{}"

@@ -66,3 +66,29 @@ def test_upload_trains_and_bad_upload_is_quarantined(tmp_path: Path, state_dir: 
         assert {a.status for a in mesh.delivery.attempts if a.function == "deploy_model"} == {200}
     assert list(runs(state_dir)) == [run]
     assert read_dead_letters(state_dir) == []
+
+
+def test_a_model_that_cannot_be_restored_does_not_stop_the_mesh(state_dir: Path) -> None:
+    """A deployed model whose run is gone is reported; the mesh still starts and stops."""
+    from salesmesh.local.processes import write_json
+
+    record = state_dir / "endpoints" / "salesmesh" / "endpoint.json"
+    record.parent.mkdir(parents=True)
+    gone = {
+        "id": "1000000001",
+        "version_id": "1",
+        "artifact_uri": "gs://salesmesh-models/runs/r-gone",
+        "created": "2026-11-28T00:00:00.000Z",
+        "log": str(record.parent / "server-1000000001.log"),
+        "port": 1,
+        "predict_route": "/predict",
+        "pid": None,
+    }
+    split = {gone["id"]: 100}
+    document = {"endpoint": "salesmesh", "next_id": 2, "deployed_models": [gone], "traffic": split}
+    write_json(record, document)
+    with Mesh(Settings(state_dir=state_dir), ROOT) as mesh:
+        assert mesh.restored == []
+        assert "deployed model 1000000001" in mesh.restore_failures
+        assert "r-gone" in mesh.restore_failures
+        assert mesh.router is not None and "train_trigger" in mesh.servers

@@ -48,6 +48,8 @@ def up(root: str, detach: bool = False) -> int:
         )
         if mesh.router is not None:
             print(f"  {'endpoint':<17} {mesh.router.url}  ({len(mesh.restored)} model(s) restored)")
+        if mesh.restore_failures:
+            print(f"WARNING: {mesh.restore_failures}", flush=True)
         for name, url in functions.items():
             print(f"  {name:<17} {url}")
         for name, why in mesh.skipped.items():

@@ -111,6 +111,7 @@ class StorageEmulator:
             data_dir=None if self._data_dir is None else str(self._data_dir),
         )
         self._hook(server._storage)  # the Storage instance every request handler uses
+        _rebase_media_links(server._storage, self.host)
         server.start()
         self._server = server
 
@@ -165,3 +166,21 @@ class StorageEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _rebase_media_links(storage: Any, host: str) -> None:
+    """Point every stored object's ``mediaLink`` at this emulator's address.
+
+    The emulator stores each object's absolute download URL as it was when the object was
+    written, and google-cloud-storage downloads a blob fetched with its metadata from that URL.
+    Restarted on another port (``salesmesh up`` takes a free one), the stored links name a dead
+    port and every such download retries for minutes. Cloud Storage's links never move.
+    """
+    for bucket_objects in storage.objects.values():
+        for resource in bucket_objects.values():
+            link = resource.get("mediaLink")
+            if isinstance(link, str):
+                parts = urllib.parse.urlsplit(link)
+                resource["mediaLink"] = urllib.parse.urlunsplit(
+                    (*urllib.parse.urlsplit(host)[:2], *parts[2:])
+                )

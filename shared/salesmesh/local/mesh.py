@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from salesmesh import wiring
+from salesmesh.errors import DeployError
 from salesmesh.local.delivery import Delivery
 from salesmesh.local.emulator import StorageEmulator
 from salesmesh.local.functions import FunctionServer, function_env
@@ -51,6 +52,7 @@ class Mesh:
         self.delivery: Delivery | None = None
         self.router: RouterProcess | None = None
         self.restored: list[str] = []  # deployed models whose servers start() brought back
+        self.restore_failures = ""  # why some deployed models are not serving, if any
         self._delivery_timeout = delivery_timeout
 
     def start(self) -> Mesh:
@@ -77,7 +79,12 @@ class Mesh:
     def _start_endpoint(self) -> None:
         self.router = RouterProcess(self.state_dir, self.settings.endpoint)
         self.router.start()
-        self.restored = self._endpoint().restore()
+        try:
+            self.restored = self._endpoint().restore()
+        except DeployError as exc:
+            # the mesh still starts: the other models serve, and this says which did not
+            self.restore_failures = str(exc)
+            log.error("%s", exc)
         for deployed in self.restored:
             log.info("restarted the prediction server of deployed model %s", deployed)
 
