@@ -5,8 +5,8 @@ state folder serialises them, and the kernel releases it if the holder dies. On 
 function instances share nothing but Cloud Storage: :class:`GcsLease` holds an object created
 only if absent (``if_generation_match=0``, atomic in GCS) and deleted on release; a holder that
 died is recognised by the lease's age and its lease is broken, by generation, so two breakers
-cannot both win. (Terraform also caps deploy_model at one instance; the lease makes the rule
-hold even if that cap is raised.)
+cannot both win. (Capping deploy_model at one instance in Terraform is the natural companion;
+the lease makes the rule hold whatever the cap.)
 """
 
 from __future__ import annotations
