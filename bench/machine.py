@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -49,3 +50,30 @@ def machine_info(packages: Sequence[str]) -> dict[str, Any]:
         "versions": versions,
         "git": commit or "unknown",
     }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: how busy the machine was around a figure."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def report_header(title: str, packages: Sequence[str], arguments: Any) -> dict[str, Any]:
+    """Print a benchmark's heading (machine, versions, start time, load); return the report
+    dict it starts, holding the same facts and the parsed ``arguments``."""
+    machine = machine_info(packages)
+    report: dict[str, Any] = {
+        "machine": machine,
+        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(arguments).items()},
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "load_average_start": load_average(),
+    }
+    memory = f"{machine['memory_gib']:.1f} GiB RAM" if machine["memory_gib"] else "RAM unknown"
+    print(f"# {title}\n")
+    print(
+        f"- machine: {machine['cpu']}, {machine['cores']} cores "
+        f"({machine['cores_usable']} usable), {memory}, {machine['platform']}"
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+    print(f"- Python {machine['python']}; {versions}; git {machine['git']}")
+    print(f"- started {report['started']}, load average {report['load_average_start']}\n")
+    return report

@@ -52,7 +52,7 @@ from operator import contains
 from pathlib import Path
 from typing import Any
 
-from machine import machine_info
+from machine import load_average, report_header
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -152,10 +152,6 @@ def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # machine information and process CPU
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _stat_fields(pid: int) -> list[str] | None:
@@ -795,24 +791,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
 
-    machine = machine_info(
-        ("salesmesh", "functions-framework", "gcp-storage-emulator", "google-cloud-storage")
+    report = report_header(
+        "salesmesh local mesh benchmark",
+        ("salesmesh", "functions-framework", "gcp-storage-emulator", "google-cloud-storage"),
+        args,
     )
-    report: dict[str, Any] = {
-        "machine": machine,
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "load_average_start": load_average(),
-    }
-    memory = f"{machine['memory_gib']:.1f} GiB RAM" if machine["memory_gib"] else "RAM unknown"
-    print("# salesmesh local mesh benchmark\n")
-    print(
-        f"- machine: {machine['cpu']}, {machine['cores']} cores "
-        f"({machine['cores_usable']} usable), {memory}, {machine['platform']}"
-    )
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    print(f"- Python {machine['python']}; {versions}; git {machine['git']}")
-    print(f"- started {report['started']}, load average {report['load_average_start']}\n")
 
     say(f"`salesmesh up` x {args.repeats}")
     report["up"] = bench_up(args.repeats)

@@ -35,11 +35,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from machine import machine_info
+from machine import load_average, report_header
 from mesh import (
     cpu_seconds,
     fmt,
-    load_average,
     markdown_table,
     mesh_env,
     parse_rfc3339,
@@ -349,22 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
 
-    machine = machine_info(("salesmesh", "gunicorn", "gcp-storage-emulator"))
-    report: dict[str, Any] = {
-        "machine": machine,
-        "arguments": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "load_average_start": load_average(),
-    }
-    memory = f"{machine['memory_gib']:.1f} GiB RAM" if machine["memory_gib"] else "RAM unknown"
-    print("# salesmesh serving benchmark\n")
-    print(
-        f"- machine: {machine['cpu']}, {machine['cores']} cores "
-        f"({machine['cores_usable']} usable), {memory}, {machine['platform']}"
+    report = report_header(
+        "salesmesh serving benchmark", ("salesmesh", "gunicorn", "gcp-storage-emulator"), args
     )
-    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-    print(f"- Python {machine['python']}; {versions}; git {machine['git']}")
-    print(f"- started {report['started']}, load average {report['load_average_start']}\n")
 
     if not args.skip_latency:
         say(f"latency: {args.rate:g} req/s for {args.seconds:g} s, router then direct")

@@ -243,9 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser(
         "up",
         help="run the whole mesh locally (foreground; Ctrl-C stops it)",
-        description="Start the Cloud Storage emulator, one functions-framework server per "
-        "function and the event delivery loop, all on 127.0.0.1, with state under "
-        "$SALESMESH_STATE_DIR (default .salesmesh). Ctrl-C stops everything.",
+        description="Start the Cloud Storage emulator, the endpoint's router with the models "
+        "deployed before, one functions-framework server per function and the event delivery "
+        "loop, all on 127.0.0.1, with state under $SALESMESH_STATE_DIR (default .salesmesh). "
+        "Ctrl-C stops everything.",
     )
     up.add_argument("--root", default=".", help="the checkout holding functions/ (default .)")
     up.add_argument(
@@ -256,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser(
         "down",
         help="stop a mesh started with `salesmesh up --detach`",
-        description="Stop the background mesh as Ctrl-C would: functions, training jobs, emulator.",
+        description="Stop the background mesh as Ctrl-C would: functions, training jobs, "
+        "prediction servers, router, emulator. Deployed models come back with the next `up`.",
     )
     down.set_defaults(handler=_cmd_down)
 
