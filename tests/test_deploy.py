@@ -159,17 +159,24 @@ def test_failed_health_check_leaves_the_split_untouched(
     assert world.deliver(world.publish(broken, "r-broken")).action == "duplicate"
 
 
-def test_canary_with_failing_live_traffic_is_rolled_back(
-    world: World, model_artifact: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("live", "why"),
+    [
+        (Health(True, requests=200, errors=30), "30 of 200 live requests failed"),
+        (Health(True, requests=200, p99_ms=900.0), "live p99 latency 900 ms is over 500 ms"),
+    ],
+)
+def test_canary_failing_live_traffic_is_rolled_back(
+    world: World, model_artifact: Path, tmp_path: Path, live: Health, why: str
 ) -> None:
-    """If the canary's live requests fail, the split returns to what it was, canary removed."""
+    """If the canary's live requests fail or are slow, the split returns to what it was."""
     first = world.deliver(world.publish(model_artifact, "r-one"))
-    checks = iter([Health(True), Health(True, requests=200, errors=30)])
+    checks = iter([Health(True), live])
     with mock.patch.object(world.endpoint, "health", autospec=True) as health:
         health.side_effect = lambda *_: next(checks)
         outcome = world.deliver(world.publish(variant(model_artifact, tmp_path / "b", 0.7), "r-2"))
     assert outcome.action == "failed"
-    assert "30 of 200 live requests failed" in outcome.reason
+    assert why in outcome.reason
     assert world.endpoint.traffic() == {first.deployed_model_id: 100}
     assert [d.id for d in world.endpoint.deployed()] == [first.deployed_model_id]
 

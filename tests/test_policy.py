@@ -102,6 +102,14 @@ def test_canary_verdict():
     assert not ok and reason == "health route answered 500"
 
 
+def test_canary_over_the_latency_line_is_not_promoted():
+    """A canary whose live p99 is over 500 ms fails; at the line, or unmeasured, it passes."""
+    ok, reason = canary_ok(Health(True, requests=50, p99_ms=812.4))
+    assert not ok and reason == "live p99 latency 812 ms is over 500 ms"
+    assert canary_ok(Health(True, requests=50, p99_ms=500.0))[0]
+    assert canary_ok(Health(True, requests=50, p99_ms=None))[0]
+
+
 def deployed(*ids: str) -> list[DeployedModel]:
     return [DeployedModel(id=i, version_id=i, created="2026-11-28T00:00:00.000Z") for i in ids]
 

@@ -32,6 +32,9 @@ BASELINE = "seasonal_naive"
 PROTOCOL_KEYS = ("horizon", "freq", "season_length", "origins")
 # share of the canary's live requests that may fail before it is rolled back
 MAX_CANARY_ERROR_RATE = 0.01
+# the monitoring policy's latency line (p99 over 500 ms): a canary already past it never
+# takes all traffic
+MAX_CANARY_P99_MS = 500.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,11 @@ def canary_split(split: Mapping[str, int], new_id: str, percent: int) -> dict[st
     return allocate(others, new_id, percent)
 
 
-def canary_ok(health: Health, max_error_rate: float = MAX_CANARY_ERROR_RATE) -> tuple[bool, str]:
+def canary_ok(
+    health: Health,
+    max_error_rate: float = MAX_CANARY_ERROR_RATE,
+    max_p99_ms: float = MAX_CANARY_P99_MS,
+) -> tuple[bool, str]:
     """Whether a canary may take all traffic, given its health check after the canary window.
 
     A canary that took no live requests is judged by its direct probe alone (``health.ok``).
@@ -129,6 +136,8 @@ def canary_ok(health: Health, max_error_rate: float = MAX_CANARY_ERROR_RATE) -> 
             f"{health.errors} of {health.requests} live requests failed, over the "
             f"{max_error_rate:.0%} allowed"
         )
+    if health.p99_ms is not None and health.p99_ms > max_p99_ms:
+        return False, f"live p99 latency {health.p99_ms:.0f} ms is over {max_p99_ms:.0f} ms"
     return True, f"healthy after {health.requests} live request(s)"
 
 

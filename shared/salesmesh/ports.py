@@ -186,12 +186,18 @@ class DeployedModel:
 
 @dataclass(frozen=True)
 class Health:
-    """What a health check of one deployed model found; ``reason`` says why it is not ok."""
+    """What a health check of one deployed model found; ``reason`` says why it is not ok.
+
+    ``requests`` and ``errors`` count the live traffic it took; ``p99_ms`` is its recent p99
+    latency where the backend measures it (the local router does; on Vertex AI that figure
+    lives in Cloud Monitoring).
+    """
 
     ok: bool
     reason: str = ""
     requests: int = 0
     errors: int = 0
+    p99_ms: float | None = None
 
 
 class Endpoint(Protocol):

@@ -100,6 +100,7 @@ def test_servers_outlive_the_deployer_stop_and_restore(
         assert endpoint.predict([PROBE])["deployedModelId"] == deployed_id
     health = endpoint.health(deployed_id, PROBE)
     assert (health.ok, health.requests, health.errors) == (True, 3, 0), health.reason
+    assert health.p99_ms is not None and 0 < health.p99_ms < 1000  # the router's window p99
 
     port = read_json(endpoint.dir / RECORD)["deployed_models"][0]["port"]  # type: ignore[index]
     assert endpoint.stop_servers() == [deployed_id]

@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,21 +146,27 @@ class LocalEndpoint:
         if model is None:
             return Health(False, f"{deployed_model_id} is not deployed on endpoint {self.name}")
         seen = self._router_stats().get(deployed_model_id, {})
-        counts = {"requests": int(seen.get("requests", 0)), "errors": int(seen.get("errors", 0))}
+        p99 = (seen.get("window") or {}).get("p99_ms")
+        found = partial(  # what the router saw of its live traffic goes with every verdict
+            Health,
+            requests=int(seen.get("requests", 0)),
+            errors=int(seen.get("errors", 0)),
+            p99_ms=None if p99 is None else float(p99),
+        )
         where = f"deployed model {deployed_model_id} (server log {model['log']})"
         if not running(model.get("pid")):
-            return Health(False, f"{where}: its server process is not running", **counts)
+            return found(False, f"{where}: its server process is not running")
         port = model["port"]
         status, _ = call(port, "GET", HEALTH_ROUTE)
         if status != 200:
-            return Health(False, f"{where}: health route answered {status or 'nothing'}", **counts)
+            return found(False, f"{where}: health route answered {status or 'nothing'}")
         status, body = call(port, "POST", PREDICT_ROUTE, {"instances": [dict(probe)]})
         first = (body.get("predictions") or [{}])[0] if status == 200 else {}
         forecast = first.get("forecast") if isinstance(first, dict) else None
         if not forecast:
             reason = f"{where}: probe {dict(probe)} answered {status or 'nothing'}: {body}"
-            return Health(False, reason, **counts)
-        return Health(True, "", **counts)
+            return found(False, reason)
+        return found(True, "")
 
     def predict(self, instances: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """POST ``instances`` through the router; PredictionError on a 4xx/5xx or no router."""
