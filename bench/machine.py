@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -77,3 +79,16 @@ def report_header(title: str, packages: Sequence[str], arguments: Any) -> dict[s
     print(f"- Python {machine['python']}; {versions}; git {machine['git']}")
     print(f"- started {report['started']}, load average {report['load_average_start']}\n")
     return report
+
+
+def report_footer(report: dict[str, Any], rendered: str, json_path: Path | None) -> None:
+    """Close ``report`` (end time, load), print ``rendered`` and the closing line, and write
+    the whole report as JSON to ``json_path`` when given."""
+    report["load_average_end"] = load_average()
+    report["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    print(rendered)
+    print(f"\n- ended {report['ended']}, load average {report['load_average_end']}")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {json_path}", file=sys.stderr)

@@ -52,7 +52,7 @@ from operator import contains
 from pathlib import Path
 from typing import Any
 
-from machine import load_average, report_header
+from machine import report_footer, report_header
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -803,15 +803,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["upload"] = bench_upload(args.uploads)
     say(f"delivery of {args.events} + {args.events} events")
     report["delivery"] = bench_delivery(args.events)
-    report["load_average_end"] = load_average()
-    report["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-    print(render(report))
-    print(f"\n- ended {report['ended']}, load average {report['load_average_end']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        say(f"wrote {args.json}")
+    report_footer(report, render(report), args.json)
     return 0
 
 

@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from machine import load_average, report_header
+from machine import report_footer, report_header
 from mesh import (
     cpu_seconds,
     fmt,
@@ -358,15 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_rollout:
         say(f"rollout: {args.runs} upload(s) of {SAMPLE_CSV.name}")
         report["rollout"] = bench_rollout(args.runs)
-    report["load_average_end"] = load_average()
-    report["ended"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-    print(render(report, args))
-    print(f"\n- ended {report['ended']}, load average {report['load_average_end']}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        say(f"wrote {args.json}")
+    report_footer(report, render(report, args), args.json)
     return 0
 
 
