@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +31,13 @@ def cli(
         timeout=120,
         check=False,
     )
+
+
+def cli_json(state: Path, *args: str, extra: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``salesmesh ARGS --json``, which must succeed, and return what it printed, parsed."""
+    result = cli(state, *args, "--json", extra=extra)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
 
 
 def start_mesh(state: Path, extra: Mapping[str, str] | None = None) -> subprocess.Popen[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from mesh_cli import ROOT, cli, start_mesh
+from mesh_cli import ROOT, cli, cli_json, start_mesh
 from mesh_waits import wait_for
 
 from salesmesh.local.binary import finalized_event, post
@@ -31,9 +31,7 @@ def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _versions(state: Path) -> dict[str, Any]:
-    result = _cli(state, "versions", "--json")
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return cli_json(state, "versions", extra=EXTRA)
 
 
 def _settled(state: Path, count: int) -> list[dict[str, Any]]:

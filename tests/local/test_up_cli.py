@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mesh_cli import ROOT, cli, start_mesh
+from mesh_cli import ROOT, cli, cli_json, start_mesh
 from mesh_waits import wait_for
 
 from salesmesh.local.binary import finalized_event, post
@@ -24,9 +24,7 @@ def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _status(state: Path) -> dict[str, Any]:
-    result = _cli(state, "status", "--json")
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout))
+    return cli_json(state, "status", extra=EXTRA)
 
 
 def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
