@@ -204,8 +204,8 @@ def _log_times(log_file: Path, run: str) -> dict[str, float]:
 def rollout(i: int, mesh: Any, registry: Any, endpoint: Any) -> dict[str, Any]:
     """One upload of the sample, followed until its version takes 100 % of the traffic."""
     from salesmesh import runtime
-    from salesmesh.deploy import RUN_LABEL, STATE_LABEL
     from salesmesh.events import StorageObject, run_id
+    from salesmesh.rollout.deploy import RUN_LABEL, STATE_LABEL
 
     settings, known = mesh.settings, {d.id for d in endpoint.deployed()}
     client = mesh.storage_client()

@@ -17,7 +17,6 @@ from unittest import mock
 import pytest
 from run_folders import upload_folder
 
-from salesmesh import deploy
 from salesmesh.artifact import MANIFEST, write_manifest
 from salesmesh.backends.local_endpoint import LocalEndpoint
 from salesmesh.backends.local_registry import LocalModelRegistry
@@ -25,6 +24,7 @@ from salesmesh.events import StorageObject
 from salesmesh.locks import file_lock
 from salesmesh.logs import CapturingLogger, capture
 from salesmesh.ports import CHAMPION, PREVIOUS, Health
+from salesmesh.rollout import deploy
 from salesmesh.settings import Settings
 
 

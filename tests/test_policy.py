@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from salesmesh.policy import canary_ok, canary_split, gate, retire, summary
 from salesmesh.ports import DeployedModel, Health
+from salesmesh.rollout.policy import canary_ok, canary_split, gate, retire, summary
 
 PROTOCOL = {"horizon": 28, "freq": "D", "season_length": 7, "origins": 3}
 

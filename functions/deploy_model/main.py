@@ -6,7 +6,7 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from salesmesh import runtime
-from salesmesh.deploy import handle_manifest
+from salesmesh.rollout.deploy import handle_manifest
 from salesmesh.settings import Settings
 
 

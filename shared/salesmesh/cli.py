@@ -159,8 +159,9 @@ def _serving_settings(args: argparse.Namespace) -> Any:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from salesmesh import runtime, versions
+    from salesmesh import runtime
     from salesmesh.errors import PredictionError
+    from salesmesh.rollout import versions
 
     settings = _serving_settings(args)
     instance: dict[str, Any] = {"store_id": args.store, "product_id": args.product}
@@ -178,7 +179,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
-    from salesmesh import runtime, versions
+    from salesmesh import runtime
+    from salesmesh.rollout import versions
 
     settings = _serving_settings(args)
     gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings))

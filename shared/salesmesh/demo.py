@@ -38,11 +38,11 @@ def _run(data: Path, timeout: float) -> int:
     from salesmesh import runtime, train
     from salesmesh.artifact import fetch
     from salesmesh.data import Contract, validate_file
-    from salesmesh.deploy import STATE_LABEL
     from salesmesh.local.mesh import Mesh
+    from salesmesh.rollout.deploy import STATE_LABEL
+    from salesmesh.rollout.versions import render_forecast
     from salesmesh.settings import Settings
     from salesmesh.upload import upload
-    from salesmesh.versions import render_forecast
 
     settings = Settings.from_env()
     print(f"== 1. validate {data}")
@@ -116,7 +116,7 @@ def _wait_for_run(launcher: Any, generation: str, timeout: float) -> Any:
 
 
 def _wait_for_version(registry: Any, run_id: str, timeout: float) -> Any:
-    from salesmesh.deploy import FINAL_STATES, RUN_LABEL, STATE_LABEL
+    from salesmesh.rollout.deploy import FINAL_STATES, RUN_LABEL, STATE_LABEL
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

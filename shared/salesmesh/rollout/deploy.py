@@ -8,7 +8,7 @@ last, means "complete". The steps, each logged with the upload's correlation id:
    not change).
 2. Register a new version of the one model, labelled with its run, correlation id and source
    data, carrying its backtest summary.
-3. Gate (:func:`salesmesh.policy.gate`): a challenger worse than the champion beyond the
+3. Gate (:func:`salesmesh.rollout.policy.gate`): a challenger worse than the champion beyond the
    tolerance stays registered, labelled ``gated``, and takes no traffic.
 4. Deploy at 0 % (the first model on an empty endpoint takes all traffic: nothing to canary
    against), probe it, give it the canary share, wait, check it again, then give it all traffic.
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from salesmesh import artifact, events, policy
+from salesmesh import artifact, events
 from salesmesh.errors import ArtifactIntegrityError, DeployError, MeshError, SourceError
 from salesmesh.logs import Logger
 from salesmesh.ports import (
@@ -47,6 +47,7 @@ from salesmesh.ports import (
     ModelRegistry,
     ModelVersion,
 )
+from salesmesh.rollout import policy
 from salesmesh.settings import Settings
 
 RUN_LABEL = "salesmesh-run"

@@ -1,6 +1,6 @@
 """Promotion decisions, as pure functions: the gate, the canary plan and which models retire.
 
-No I/O and no cloud SDK here: :mod:`salesmesh.deploy` feeds these the registry's and the
+No I/O and no cloud SDK here: :mod:`salesmesh.rollout.deploy` feeds these the registry's and the
 endpoint's state and carries out what they return, so every rule is testable on plain data.
 
 The gate compares backtest metrics (``metrics.json`` of each run, summarised on each registry

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from salesmesh.deploy import RUN_LABEL, STATE_LABEL
 from salesmesh.ports import Endpoint, ModelRegistry
+from salesmesh.rollout.deploy import RUN_LABEL, STATE_LABEL
 
 
 def gather(registry: ModelRegistry, endpoint: Endpoint) -> dict[str, Any]:
