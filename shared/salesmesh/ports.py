@@ -185,6 +185,21 @@ class DeployedModel:
 
 
 @dataclass(frozen=True)
+class Operation:
+    """A long-running deployment as its backend reports it now.
+
+    ``name`` is the operation's resource name (Vertex AI's ``projects/…/operations/N``; an id of
+    the endpoint's own locally). Once ``done``, exactly one of ``error`` (why it failed) and
+    ``deployed_model_id`` (the deployed model it made) is set.
+    """
+
+    name: str
+    done: bool
+    error: str | None = None
+    deployed_model_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Health:
     """What a health check of one deployed model found; ``reason`` says why it is not ok.
 
@@ -214,6 +229,25 @@ class Endpoint(Protocol):
 
     def traffic(self) -> dict[str, int]:
         """The current split, every deployed model included (0 where it takes none)."""
+        ...
+
+    def start_deploy(self, version: ModelVersion, traffic_percentage: int = 0) -> str:
+        """Start deploying ``version`` and return the long-running operation's name at once.
+
+        Same allocation and refusals as :meth:`deploy` (ValueError before anything starts),
+        but nothing waits for the model to serve: :meth:`operation` reports how it went. The
+        operation goes on whether or not the caller lives, as a Vertex AI deployment outlives
+        the function that asked for it.
+        """
+        ...
+
+    def operation(self, name: str) -> Operation:
+        """The deployment :meth:`start_deploy` named ``name``, as it stands now.
+
+        KeyError for a name this endpoint never gave. Once ``done``, it stays done with the
+        same outcome: ``error`` (the endpoint's models and split are as they were) or
+        ``deployed_model_id``.
+        """
         ...
 
     def deploy(self, version: ModelVersion, traffic_percentage: int) -> DeployedModel:
@@ -315,3 +349,74 @@ def allocate(split: Mapping[str, int], new_id: str, percentage: int) -> dict[str
         new[model] += 1
         left -= 1
     return {**new, new_id: percentage}
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """The live traffic one deployed model took over the last ``window_seconds``.
+
+    ``p99_ms`` is None when it served no request in the window (or the backend has no latency
+    figure yet). ``errors`` counts answers of status 5xx and failed proxying; a 4xx is the
+    caller's mistake and is not an error of the model.
+    """
+
+    deployed_model_id: str
+    window_seconds: float
+    requests: int = 0
+    errors: int = 0
+    p99_ms: float | None = None
+
+    @property
+    def error_rate(self) -> float:
+        """Errors per request, 0.0 without requests."""
+        return self.errors / self.requests if self.requests else 0.0
+
+
+class Metrics(Protocol):
+    """Requests, errors and p99 latency per deployed model: the local router's measurements,
+    or Cloud Monitoring's on Google Cloud. Every backend passes one contract suite."""
+
+    def window(self, deployed_model_id: str, seconds: float) -> ModelMetrics:
+        """What ``deployed_model_id`` served over the last ``seconds`` (zeros if nothing)."""
+        ...
+
+
+# --- delayed tasks ----------------------------------------------------------------------------
+
+# Cloud Tasks' task id rule, which the local queue keeps too: letters, digits, '-' and '_'.
+TASK_NAME = re.compile(r"[A-Za-z0-9_-]{1,500}")
+
+
+@dataclass(frozen=True)
+class Task:
+    """One CloudEvent to deliver to a function after ``delay_seconds``.
+
+    ``name`` deduplicates: a second task of the same name is not queued. The event is delivered
+    at least once, in binary mode, with ``event_type`` as its ``ce-type`` and ``data`` as its
+    JSON body.
+    """
+
+    name: str
+    function: str
+    event_type: str
+    data: Mapping[str, Any]
+    delay_seconds: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not TASK_NAME.fullmatch(self.name):
+            raise ValueError(f"task name {self.name!r} must match {TASK_NAME.pattern}")
+        if not 0 <= self.delay_seconds <= 30 * 86_400:  # Cloud Tasks schedules 30 days ahead
+            raise ValueError(f"delay_seconds must be 0-2592000, got {self.delay_seconds}")
+
+
+class TaskQueue(Protocol):
+    """Delayed, durable deliveries to a function: Cloud Tasks on Google Cloud, a queue in the
+    state bucket that the local mesh delivers from. Every backend passes one contract suite."""
+
+    def schedule(self, task: Task) -> bool:
+        """Queue ``task``; False, queuing nothing, when a task of that name is already queued
+        (or ran recently, as Cloud Tasks remembers names), True otherwise."""
+        ...
