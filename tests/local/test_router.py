@@ -270,9 +270,7 @@ def test_router_process_announces_itself_and_cleans_up(
     assert json.loads(line)["requests"] == 7
 
 
-def test_stats_window_is_chosen_per_request(
-    upstreams: dict[str, Upstream], tmp_path: Path
-) -> None:
+def test_stats_window_is_chosen_per_request(upstreams: dict[str, Upstream], tmp_path: Path) -> None:
     """?window=S counts the last S seconds only; the default window and totals stay as they are."""
     server = RouterServer(Router(tmp_path, NAME, window=60.0, metrics_interval=60)).start()
     try:
