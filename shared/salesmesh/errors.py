@@ -40,6 +40,11 @@ class PredictionError(MeshError):
         self.reasons = reasons or []
 
 
+class MetricsError(MeshError):
+    """Live traffic metrics cannot be read now (no router runs, Cloud Monitoring refused); the
+    message says what to start or grant. The caller decides what a missing figure means."""
+
+
 class BadEventError(MeshError):
     """A delivered CloudEvent is not what the handler expects; the message names the field."""
 

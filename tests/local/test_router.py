@@ -26,6 +26,7 @@ from salesmesh.backends.local_endpoint import (
     write_json,
 )
 from salesmesh.local.router import Router, RouterProcess, RouterServer, RouterStartError
+from salesmesh.local.routing import _Samples
 
 NAME = "salesmesh"
 PATH = f"/v1/projects/p/locations/europe-west1/endpoints/{NAME}:predict"
@@ -267,3 +268,68 @@ def test_router_process_announces_itself_and_cleans_up(
     assert not (endpoint_dir(tmp_path, NAME) / ROUTER_FILE).exists()
     (line,) = (endpoint_dir(tmp_path, NAME) / METRICS_FILE).read_text().splitlines()
     assert json.loads(line)["requests"] == 7
+
+
+def test_stats_window_is_chosen_per_request(upstreams: dict[str, Upstream], tmp_path: Path) -> None:
+    """?window=S counts the last S seconds only; the default window and totals stay as they are."""
+    server = RouterServer(Router(tmp_path, NAME, window=60.0, metrics_interval=60)).start()
+    try:
+        deploy(tmp_path, {"101": 100}, {"101": upstreams["101"].port})
+        client = Client(server.url)
+        client.post({"status": 500})
+        client.post({"sleep_ms": 200})
+        time.sleep(0.8)
+        client.post({})
+        status, report = client.get(f"/v1/endpoints/{NAME}/stats?window=0.5")
+        assert status == 200 and report["window_seconds"] == 0.5
+        model = report["deployed_models"]["101"]
+        assert (model["requests"], model["errors"]) == (3, 1)  # since start
+        assert (model["window"]["requests"], model["window"]["errors"]) == (1, 0)
+        assert model["window"]["max_ms"] < 200
+        default = client.get(f"/v1/endpoints/{NAME}/stats")[1]
+        assert default["window_seconds"] == 60
+        recent = default["deployed_models"]["101"]["window"]
+        assert (recent["requests"], recent["errors"]) == (3, 1) and recent["p99_ms"] >= 200
+        longest = client.get(f"/v1/endpoints/{NAME}/stats?window=3600")[1]
+        assert longest["deployed_models"]["101"]["window"]["requests"] == 3
+    finally:
+        server.stop()
+
+
+def test_stats_window_refusals_are_400(router: RouterServer) -> None:
+    """A window beyond the kept samples, not positive, not a number or misspelt is a 400."""
+    client = Client(router.url)
+    status, body = client.get(f"/v1/endpoints/{NAME}/stats?window=3601")
+    assert status == 400 and "at most 3600 seconds" in body["error"]
+    for query in ("window=0", "window=-1", "window=nan", "window=abc", "windo=60", "window"):
+        status, body = client.get(f"/v1/endpoints/{NAME}/stats?{query}")
+        assert status == 400, (query, body)
+        assert "?window=SECONDS" in body["error"]
+    with pytest.raises(ValueError, match="at most 3600"):
+        Router(router.router.dir.parents[1], NAME, window=7200)
+
+
+def test_undeployed_model_keeps_its_recent_traffic(
+    router: RouterServer, upstreams: dict[str, Upstream], tmp_path: Path
+) -> None:
+    """A model taken off the endpoint still reports the requests it served in the window."""
+    ports = {i: u.port for i, u in upstreams.items()}
+    deploy(tmp_path, {"101": 100, "102": 0}, ports)
+    client = Client(router.url)
+    assert client.answered(4) == {"101": 4}
+    deploy(tmp_path, {"102": 100}, {"102": ports["102"]})
+    assert client.answered(2) == {"102": 2}
+    models = client.get(f"/v1/endpoints/{NAME}/stats")[1]["deployed_models"]
+    assert (models["101"]["window"]["requests"], models["102"]["window"]["requests"]) == (4, 2)
+
+
+def test_samples_memory_is_bounded_by_the_kept_window() -> None:
+    """Samples older than the kept window are dropped and their memory given back."""
+    samples = _Samples()
+    for second in range(20_000):  # one request a second, 100 s kept
+        samples.append(float(second), float(second % 7), second % 3, keep=100.0)
+    assert len(samples.times) - samples.start == 101  # t = 19899 .. 19999
+    assert len(samples.times) <= 2 * 4096 + 101  # compacted, not merely skipped
+    latencies, outcomes = samples.since(19_990.0)
+    assert list(latencies) == [float(s % 7) for s in range(19_990, 20_000)]
+    assert outcomes == bytes(s % 3 for s in range(19_990, 20_000))

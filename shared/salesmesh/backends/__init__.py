@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from salesmesh.ports import Endpoint, ModelRegistry, TrainingLauncher
+from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TrainingLauncher
 
 # (port, backend name) -> "module:class"
 BACKENDS: dict[tuple[str, str], str] = {
@@ -20,9 +20,11 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("registry", "gcp"): "salesmesh.backends.gcp_registry:VertexModelRegistry",
     ("endpoint", "local"): "salesmesh.backends.local_endpoint:LocalEndpoint",
     ("endpoint", "gcp"): "salesmesh.backends.gcp_endpoint:VertexEndpoint",
+    ("metrics", "local"): "salesmesh.backends.local_metrics:LocalMetrics",
+    ("metrics", "gcp"): "salesmesh.backends.gcp_metrics:CloudMonitoringMetrics",
 }
 
-__all__ = ["BACKENDS", "endpoint", "model_registry", "training_launcher"]
+__all__ = ["BACKENDS", "endpoint", "metrics", "model_registry", "training_launcher"]
 
 
 def _build(port: str, backend: str, kwargs: dict[str, Any]) -> Any:
@@ -54,4 +56,14 @@ def model_registry(backend: str, /, **kwargs: Any) -> ModelRegistry:
 def endpoint(backend: str, /, **kwargs: Any) -> Endpoint:
     """The ``backend``'s endpoint, built with ``kwargs``."""
     built: Endpoint = _build("endpoint", backend, kwargs)
+    return built
+
+
+def metrics(backend: str, /, **kwargs: Any) -> Metrics:
+    """The ``backend``'s per-model traffic metrics, built with ``kwargs``.
+
+    ``metrics("local", state_dir=Path(".salesmesh"))`` reads the local router;
+    ``metrics("gcp", project=..., location=..., endpoint_id=...)`` reads Cloud Monitoring.
+    """
+    built: Metrics = _build("metrics", backend, kwargs)
     return built

@@ -6,10 +6,13 @@ it proxies the body to the deployed model the split in ``endpoint.json`` picks a
 and body back; 503 when nothing takes traffic or the chosen server is unreachable (the routing
 itself is :class:`salesmesh.local.routing.Router`).
 
-``GET /v1/endpoints/NAME/stats`` reports per deployed model ``requests``, ``errors`` and
-``rejected`` since the router started, and latency percentiles plus the same three counts over
-the last ``window`` seconds (60). Every ``metrics_interval`` seconds (10) and at exit, one line
-per model with requests in the window is appended to ``metrics.jsonl``.
+``GET /v1/endpoints/NAME/stats[?window=SECONDS]`` reports per deployed model ``requests``,
+``errors`` (5xx answers and failed proxying) and ``rejected`` (4xx) since the router started,
+and latency percentiles plus the same three counts over the last ``window`` seconds: the
+router's ``--window`` (60) unless the query asks for another, up to
+:data:`~salesmesh.local.routing.MAX_WINDOW` (3600; a longer one is a 400 saying so, as the
+router keeps no older samples). Every ``metrics_interval`` seconds (10) and at exit, one line
+per model with requests in the default window is appended to ``metrics.jsonl``.
 
 While listening the router's ``{"url", "pid"}`` is in ``router.json`` (atomically written,
 removed at exit); :class:`RouterProcess` starts and stops it for the mesh.
@@ -30,11 +33,12 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from salesmesh.backends.local_endpoint import ROUTER_FILE, ROUTER_MARK, LocalEndpoint, endpoint_dir
 from salesmesh.errors import MeshError
 from salesmesh.local.processes import await_ready, read_json, start, stop_child, tail, write_json
-from salesmesh.local.routing import Router, error_answer
+from salesmesh.local.routing import Router, check_window, error_answer
 
 _PREFIX = r"/v1/(?:projects/[^/]+/locations/[^/]+/)?endpoints/(?P<name>[^/:?]+)"
 _PREDICT = re.compile(_PREFIX + r":predict")
@@ -72,12 +76,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(*router.predict(body, started))
 
     def do_GET(self) -> None:
-        match = _STATS.fullmatch(self.path.split("?")[0])
+        url = urlsplit(self.path)
+        match = _STATS.fullmatch(url.path)
         router = self.server.router
         if match is None or match["name"] != router.name:
             self._send(*error_answer(404, f"no such route {self.path}"))
             return
-        self._send(200, json.dumps(self.server.router.report()).encode(), "application/json")
+        try:
+            report = router.report(_window(url.query))
+        except ValueError as exc:
+            self._send(*error_answer(400, f"{exc}: GET {url.path}?window=SECONDS"))
+            return
+        self._send(200, json.dumps(report).encode(), "application/json")
 
     def _send(self, status: int, body: bytes, kind: str) -> None:
         self.send_response(status)
@@ -88,6 +98,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # an access line per request would cost more than the routing does
+
+
+def _window(query: str) -> float | None:
+    """The stats route's ``window`` parameter in seconds, None if absent; ValueError if bad."""
+    params = parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
+    unknown = sorted(set(params) - {"window"})
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) {unknown}; the only one is window")
+    values = params.get("window")
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise ValueError(f"give window once, got {values}")
+    try:
+        seconds = float(values[0])
+    except ValueError:
+        raise ValueError(f"window must be a number of seconds, got {values[0]!r}") from None
+    return check_window(seconds)
 
 
 def _endpoint_path(router: Router) -> str:
@@ -191,13 +219,22 @@ class RouterProcess:
             (self.dir / ROUTER_FILE).unlink(missing_ok=True)
 
 
+def _window_arg(text: str) -> float:
+    try:
+        return check_window(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the router until SIGTERM or Ctrl-C."""
     parser = argparse.ArgumentParser(prog="python -m salesmesh.local.router")
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--endpoint", default="salesmesh")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--window", type=float, default=60.0, help="stats window, seconds")
+    parser.add_argument(
+        "--window", type=_window_arg, default=60.0, help="default stats window, seconds"
+    )
     parser.add_argument("--metrics-interval", type=float, default=10.0, help="seconds")
     args = parser.parse_args(argv)
     router = Router(

@@ -7,11 +7,17 @@ and body back; 503 when nothing takes traffic or the chosen server is unreachabl
 
 It counts per deployed model ``requests``, ``errors`` (status >= 500 or unreachable) and
 ``rejected`` (4xx, the client's fault) since it started, and keeps latency percentiles plus the
-same three counts over the last ``window`` seconds. :meth:`Router.write_metrics` appends one line
-per model with requests in the window to ``metrics.jsonl``; every figure of a line covers the
+same three counts over a trailing window: ``window`` seconds by default, any window up to
+:data:`MAX_WINDOW` seconds on request. :meth:`Router.write_metrics` appends one line per model
+with requests in the default window to ``metrics.jsonl``; every figure of a line covers the
 trailing ``window_seconds``, so the local monitor evaluates "p99 > 500 ms over 60 s" from the
 newest line alone. Percentiles are nearest-rank over every request's latency as the router saw
 it (upstream call included). :mod:`salesmesh.local.router` serves it over HTTP.
+
+Memory is bounded by time: each request leaves one 13-byte sample (time, latency, outcome in
+three packed arrays) for :data:`MAX_WINDOW` seconds, so a model taking 200 req/s holds about
+9 MB, and 1000 req/s about 47 MB (up to twice that between compactions), however long the
+router runs. A longer window is refused rather than silently cut short.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ import random
 import sys
 import threading
 import time
-from collections import deque
+from array import array
+from bisect import bisect_left
 from pathlib import Path
 from typing import Any
 
@@ -79,48 +86,96 @@ class _Split:
         self.deployed = [m["id"] for m in models]
 
 
+# The longest window a caller may ask for: samples older than this are dropped.
+MAX_WINDOW = 3600.0
+_OUTCOMES = ("ok", "errors", "rejected")  # a sample's outcome is its index here
+
+
+def check_window(seconds: float) -> float:
+    """``seconds`` as a float if it is a window the router keeps samples for, else ValueError."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise ValueError(f"window must be a number of seconds, got {seconds!r}")
+    if not 0 < seconds <= MAX_WINDOW:  # also refuses nan
+        raise ValueError(
+            f"window must be more than 0 and at most {MAX_WINDOW:g} seconds (the router keeps "
+            f"no older samples), got {seconds!r}"
+        )
+    return float(seconds)
+
+
+class _Samples:
+    """One model's recent requests, oldest first, in packed arrays (13 bytes a request)."""
+
+    def __init__(self) -> None:
+        self.times = array("d")  # monotonic seconds, non-decreasing
+        self.latencies = array("f")  # milliseconds
+        self.outcomes = bytearray()  # index into _OUTCOMES
+        self.start = 0  # samples before it have expired
+
+    def append(self, now: float, latency_ms: float, outcome: int, keep: float) -> None:
+        self.times.append(now)
+        self.latencies.append(latency_ms)
+        self.outcomes.append(outcome)
+        cutoff = now - keep
+        if self.times[self.start] < cutoff:
+            self.start = bisect_left(self.times, cutoff, self.start)
+            if self.start > 4096 and 2 * self.start > len(self.times):
+                # compact once half is dead: amortised O(1) a request, memory at most doubled
+                del self.times[: self.start], self.latencies[: self.start]
+                del self.outcomes[: self.start]
+                self.start = 0
+
+    def since(self, moment: float) -> tuple[array[float], bytes]:
+        """Latencies and outcomes of the samples at or after ``moment``."""
+        first = bisect_left(self.times, moment, self.start)
+        return self.latencies[first:], bytes(self.outcomes[first:])
+
+
 class _Stats:
-    """Counts since start and a sliding window of (time, latency ms, outcome) per model."""
+    """Counts since start and the last :data:`MAX_WINDOW` seconds of samples per model."""
 
     def __init__(self, window: float) -> None:
-        self.window = window
+        self.window = check_window(window)
         self._totals: dict[str, dict[str, int]] = {}
-        self._samples: dict[str, deque[tuple[float, float, str]]] = {}
+        self._samples: dict[str, _Samples] = {}
         self._lock = threading.Lock()
 
     def record(self, model_id: str, started: float, outcome: str) -> None:
         """Count one request: ``outcome`` is "ok", "errors" or "rejected"."""
-        now = time.monotonic()
+        code = _OUTCOMES.index(outcome)
         with self._lock:
+            now = time.monotonic()  # taken under the lock: sample times never go back
             totals = self._totals.setdefault(model_id, dict.fromkeys(_COUNTS, 0))
             totals["requests"] += 1
             if outcome != "ok":
                 totals[outcome] += 1
-            samples = self._samples.setdefault(model_id, deque())
-            samples.append((now, (now - started) * 1000.0, outcome))
-            while samples[0][0] < now - self.window:
-                samples.popleft()
+            samples = self._samples.setdefault(model_id, _Samples())
+            samples.append(now, (now - started) * 1000.0, code, MAX_WINDOW)
 
-    def summary(self, model_id: str) -> dict[str, Any]:
-        """Totals and the window's counts and latency percentiles for one model."""
-        now = time.monotonic()
+    def summary(self, model_id: str, window: float | None = None) -> dict[str, Any]:
+        """Totals, and the counts and latency percentiles of the last ``window`` seconds
+        (the router's default window if None)."""
+        seconds = self.window if window is None else check_window(window)
         with self._lock:
             totals = dict(self._totals.get(model_id, dict.fromkeys(_COUNTS, 0)))
-            recent = [s for s in self._samples.get(model_id, ()) if s[0] >= now - self.window]
-        latencies = sorted(s[1] for s in recent)
-        window: dict[str, Any] = {"requests": len(recent)}
-        for outcome in ("errors", "rejected"):
-            window[outcome] = sum(s[2] == outcome for s in recent)
-        for name, rank in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100)):
-            value = (
-                latencies[max(math.ceil(rank / 100 * len(latencies)), 1) - 1] if recent else None
+            samples = self._samples.get(model_id)
+            latencies, outcomes = (
+                samples.since(time.monotonic() - seconds) if samples else (array("f"), b"")
             )
-            window[f"{name}_ms"] = None if value is None else round(value, 3)
-        return {**totals, "window": window}
+        ordered = sorted(latencies)
+        recent: dict[str, Any] = {"requests": len(ordered)}
+        for code, outcome in enumerate(_OUTCOMES[1:], start=1):
+            recent[outcome] = outcomes.count(code)
+        for name, rank in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100)):
+            value = ordered[max(math.ceil(rank / 100 * len(ordered)), 1) - 1] if ordered else None
+            recent[f"{name}_ms"] = None if value is None else round(value, 3)
+        return {**totals, "window": recent}
 
-    def active(self) -> list[str]:
+    def active(self, window: float | None = None) -> list[str]:
+        """Models with a request in the last ``window`` seconds (default window if None)."""
+        since = time.monotonic() - (self.window if window is None else check_window(window))
         with self._lock:
-            return list(self._samples)
+            return [i for i, s in self._samples.items() if s.times and s.times[-1] >= since]
 
 
 _COUNTS = ("requests", "errors", "rejected")
@@ -199,14 +254,20 @@ class Router:
         self.stats.record(model_id, started, outcome)
         return status, answer, kind
 
-    def report(self) -> dict[str, Any]:
-        """The stats route's body: every deployed model, zeros where it took nothing."""
+    def report(self, window: float | None = None) -> dict[str, Any]:
+        """The stats route's body over the last ``window`` seconds (the default if None).
+
+        Every deployed model, zeros where it took nothing, and any model undeployed since that
+        took requests in the window: as in Cloud Monitoring, its traffic does not vanish with
+        it. ValueError for a window the router keeps no samples for.
+        """
+        seconds = self.stats.window if window is None else check_window(window)
         self.split.choose()  # pick up a changed record even with no traffic
-        models = {i: self.stats.summary(i) for i in self.split.deployed}
+        ids = dict.fromkeys([*self.split.deployed, *self.stats.active(seconds)])
         return {
             "endpoint": self.name,
-            "window_seconds": self.stats.window,
-            "deployed_models": models,
+            "window_seconds": seconds,
+            "deployed_models": {i: self.stats.summary(i, seconds) for i in ids},
         }
 
     def write_metrics(self) -> None:
