@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from salesmesh.ports import Endpoint, ModelRegistry, TrainingLauncher
+from salesmesh.ports import Endpoint, ModelRegistry, TaskQueue, TrainingLauncher
 
 # (port, backend name) -> "module:class"
 BACKENDS: dict[tuple[str, str], str] = {
@@ -20,9 +20,11 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("registry", "gcp"): "salesmesh.backends.gcp_registry:VertexModelRegistry",
     ("endpoint", "local"): "salesmesh.backends.local_endpoint:LocalEndpoint",
     ("endpoint", "gcp"): "salesmesh.backends.gcp_endpoint:VertexEndpoint",
+    ("tasks", "local"): "salesmesh.backends.local_tasks:LocalTaskQueue",
+    ("tasks", "gcp"): "salesmesh.backends.gcp_tasks:CloudTasksQueue",
 }
 
-__all__ = ["BACKENDS", "endpoint", "model_registry", "training_launcher"]
+__all__ = ["BACKENDS", "endpoint", "model_registry", "task_queue", "training_launcher"]
 
 
 def _build(port: str, backend: str, kwargs: dict[str, Any]) -> Any:
@@ -55,3 +57,13 @@ def endpoint(backend: str, /, **kwargs: Any) -> Endpoint:
     """The ``backend``'s endpoint, built with ``kwargs``."""
     built: Endpoint = _build("endpoint", backend, kwargs)
     return built
+
+
+def task_queue(backend: str, /, **kwargs: Any) -> TaskQueue:
+    """The ``backend``'s delayed-task queue, built with ``kwargs``.
+
+    ``task_queue("local", bucket=..., lock_dir=Path(...))`` or
+    ``task_queue("gcp", project=..., location=..., queue=..., url=..., service_account=...)``.
+    """
+    queue: TaskQueue = _build("tasks", backend, kwargs)
+    return queue
