@@ -151,7 +151,8 @@ def test_the_task_is_an_authenticated_post(queue: CloudTasksQueue, cloud_tasks: 
     http = task.http_request
     assert (http.url, http.http_method) == (URL, HttpMethod.POST)
     assert http.oidc_token.service_account_email == INVOKER
-    assert http.oidc_token.audience == URL  # a Cloud Run URL is the audience it accepts
+    # the service's URL, as Cloud Run checks the token's audience against it
+    assert http.oidc_token.audience == "https://deploy-model-abc123-ew.a.run.app"
     assert http.headers["Content-Type"] == "application/json"
     assert http.headers["ce-type"] == STEP and http.headers["ce-id"] == "rollout-1-deploying"
     assert http.headers["ce-source"] == f"//cloudtasks.googleapis.com/{PARENT}"

@@ -17,8 +17,9 @@ OIDC token. What this relies on, from Google's documentation:
   ``roles/run.invoker`` on deploy_model: a gen2 function is a Cloud Run service, and Cloud Run
   accepts a token whose ``aud`` is the service's ``*.run.app`` URL (or a custom audience set on
   the service). So ``SALESMESH_DEPLOY_URL`` is that URL (Terraform:
-  ``google_cloudfunctions2_function.<f>.service_config[0].uri``) and the audience is the URL
-  itself, which is also Cloud Tasks' default. Cloud Tasks counts as internal traffic for the
+  ``google_cloudfunctions2_function.<f>.service_config[0].uri``) and the audience is that URL's
+  origin (``https://host``, no path: the service URL as Cloud Run states it; Cloud Tasks'
+  default would be the full target URL). Cloud Tasks counts as internal traffic for the
   service's ingress setting when queue and function share a project.
 - *Headers.* Cloud Tasks passes the task's headers through, except ``Host``,
   ``Content-Length``, ``User-Agent`` (``Google-Cloud-Tasks``) and the ``X-CloudTasks-*``,
@@ -37,8 +38,10 @@ OIDC token. What this relies on, from Google's documentation:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,7 +95,7 @@ class CloudTasksQueue:
                 http_method=tasks.HttpMethod.POST,
                 headers=event.headers(),
                 body=event.body(),
-                oidc_token=tasks.OidcToken(service_account_email=account, audience=url),
+                oidc_token=tasks.OidcToken(service_account_email=account, audience=_origin(url)),
             ),
         )
         try:
@@ -132,8 +135,20 @@ class CloudTasksQueue:
 
     def _tasks_client(self) -> Any:
         if self._client is None:
-            self._client = _tasks_v2().CloudTasksClient()
+            self._client = _default_client()
         return self._client
+
+
+@functools.cache
+def _default_client() -> Any:
+    """One client per process: each function invocation builds its queue anew, and a client
+    opens a gRPC channel and looks up credentials."""
+    return _tasks_v2().CloudTasksClient()
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _tasks_v2() -> Any:

@@ -32,7 +32,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic
@@ -264,7 +264,7 @@ class Delivery:
                 self._task_done(pending)
             return
         due = ended + trigger.retry.backoff(pending.attempt)
-        self._push(_Pending(due, next(self._seq), trigger, event, pending.attempt + 1))
+        self._push(replace(pending, due=due, seq=next(self._seq), attempt=pending.attempt + 1))
 
     def _dead_letter(self, pending: _Pending, last: Attempt) -> None:
         line = {
