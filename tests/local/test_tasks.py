@@ -120,7 +120,7 @@ def test_the_queue_survives_a_restart_of_the_mesh(root: Path, state_dir: Path) -
         assert tasks.schedule(step("b-queued-while-stopped"))
         assert tasks.schedule(step("c-due-while-stopped", delay=0.2))
         asked = time.time()
-        assert tasks.schedule(step("d-due-after-restart", delay=3.0))
+        assert tasks.schedule(step("d-due-after-restart", delay=5.0))
     time.sleep(1.2)  # a and c fall due while nothing runs
     assert seen(root) == []
     with Mesh(settings, root, triggers=TRIGGERS) as mesh:
@@ -139,10 +139,10 @@ def test_the_queue_survives_a_restart_of_the_mesh(root: Path, state_dir: Path) -
         "d-due-after-restart",
     ]
     assert all(
-        at[name] - started < 2.0
+        at[name] - started < 2.5
         for name in ("a-pending-at-stop", "b-queued-while-stopped", "c-due-while-stopped")
     )
-    assert at["d-due-after-restart"] >= asked + 3.0 - 0.002  # due times are kept to the ms
+    assert at["d-due-after-restart"] >= asked + 5.0 - 0.002  # due times are kept to the ms
 
 
 def test_a_failing_step_is_retried_then_dead_lettered(root: Path, state_dir: Path) -> None:
