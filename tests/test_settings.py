@@ -271,3 +271,37 @@ def test_bad_deploy_knobs_name_the_variable(variable: str, value: str, allowed: 
         Settings.from_env({variable: value})
     assert f"{variable}={value!r} is invalid" in str(caught.value)
     assert allowed in str(caught.value)
+
+
+def test_task_settings_are_read():
+    """Queue id, deploy_model's URL and the invoker account come from the environment."""
+    settings = Settings.from_env(
+        {
+            "SALESMESH_TASKS_QUEUE": "acme-rollout",
+            "SALESMESH_DEPLOY_URL": "https://deploy-model-abc123-ew.a.run.app",
+            "SALESMESH_TASKS_SERVICE_ACCOUNT": "tasks@acme-forecasts.iam.gserviceaccount.com",
+        }
+    )
+    assert settings.tasks_queue == "acme-rollout"
+    assert settings.deploy_url == "https://deploy-model-abc123-ew.a.run.app"
+    assert settings.tasks_service_account == "tasks@acme-forecasts.iam.gserviceaccount.com"
+    assert (Settings().tasks_queue, Settings().deploy_url) == ("salesmesh-rollout", None)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("SALESMESH_TASKS_QUEUE", "rollout queue", "a Cloud Tasks queue id"),
+        ("SALESMESH_TASKS_QUEUE", "q" * 101, "1-100 letters, digits or '-'"),
+        ("SALESMESH_DEPLOY_URL", "http://deploy-model.run.app", "an https:// URL"),
+        ("SALESMESH_DEPLOY_URL", "deploy-model.run.app", "an https:// URL"),
+        ("SALESMESH_TASKS_SERVICE_ACCOUNT", "tasks", "a service account email"),
+    ],
+)
+def test_bad_task_settings_name_the_variable(variable: str, value: str, allowed: str):
+    """A malformed queue id, a URL that is not https (the OIDC token would travel in the clear)
+    or an account that is no email stops start-up with the variable named."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value})
+    assert f"{variable}={value!r} is invalid" in str(caught.value)
+    assert allowed in str(caught.value)

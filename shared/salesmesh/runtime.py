@@ -20,7 +20,7 @@ from salesmesh.backends import training_launcher
 from salesmesh.errors import BadEventError, ConfigError
 from salesmesh.events import StorageObject
 from salesmesh.logs import Logger
-from salesmesh.ports import Endpoint, ModelRegistry, TrainingLauncher
+from salesmesh.ports import Endpoint, ModelRegistry, TaskQueue, TrainingLauncher
 from salesmesh.settings import Settings
 
 LOG_FILE = "mesh.jsonl"
@@ -80,6 +80,24 @@ def endpoint(settings: Settings) -> Endpoint:
         endpoint=settings.endpoint,
         model_name=settings.model_name,
         service_account=settings.service_account,
+    )
+
+
+def task_queue(settings: Settings) -> TaskQueue:
+    """Delayed deliveries of ``settings.backend``: the state bucket that the local mesh
+    delivers from, or Cloud Tasks (which needs SALESMESH_DEPLOY_URL and
+    SALESMESH_TASKS_SERVICE_ACCOUNT once a task is scheduled, not before)."""
+    if settings.backend == "local":
+        return backends.task_queue(
+            "local", bucket=settings.state_bucket, lock_dir=settings.state_dir / "locks"
+        )
+    return backends.task_queue(
+        "gcp",
+        project=settings.project,
+        location=settings.region,
+        queue=settings.tasks_queue,
+        url=settings.deploy_url,
+        service_account=settings.tasks_service_account,
     )
 
 

@@ -44,12 +44,19 @@ ENV_VARS: dict[str, str] = {
     "canary_seconds": "SALESMESH_CANARY_SECONDS",
     "gate_tolerance": "SALESMESH_GATE_TOLERANCE",
     "keep_deployed": "SALESMESH_KEEP_DEPLOYED",
+    "tasks_queue": "SALESMESH_TASKS_QUEUE",
+    "deploy_url": "SALESMESH_DEPLOY_URL",
+    "tasks_service_account": "SALESMESH_TASKS_SERVICE_ACCOUNT",
 }
 # The canary serves its share this long before taking all traffic, unless set: short on the
 # local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
 # inside an event-driven function's 540 s limit with time to spare for the deploy itself.
 CANARY_SECONDS = {"local": 2.0, "gcp": 240.0}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # a Vertex AI model id / endpoint id we create
+_QUEUE = re.compile(r"^[A-Za-z0-9-]{1,100}$")  # a Cloud Tasks queue id
+# a function URL; never plain http: Cloud Tasks would send the OIDC token in the clear
+_URL = re.compile(r"^https://[^\s/]+(/\S*)?$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class Settings:
     gate_tolerance: float = 0.05
     # deployed models kept: the champion and, at 0 % traffic, its warm standby
     keep_deployed: int = 2
+    # delayed rollout steps: the Cloud Tasks queue, deploy_model's URL it POSTs to, and the
+    # identity whose OIDC token Cloud Tasks attaches (the function's invoker)
+    tasks_queue: str = "salesmesh-rollout"
+    deploy_url: str | None = None
+    tasks_service_account: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -128,6 +140,13 @@ class Settings:
             if not _NAME.match(getattr(self, name)):
                 allowed = "1-63 lowercase letters, digits or '-', starting with a letter"
                 _invalid(name, getattr(self, name), allowed)
+        if not _QUEUE.match(self.tasks_queue):
+            allowed = "a Cloud Tasks queue id: 1-100 letters, digits or '-'"
+            _invalid("tasks_queue", self.tasks_queue, allowed)
+        if self.deploy_url is not None and not _URL.match(self.deploy_url):
+            _invalid("deploy_url", self.deploy_url, "an https:// URL (deploy_model's function URL)")
+        if self.tasks_service_account is not None and not _EMAIL.match(self.tasks_service_account):
+            _invalid("tasks_service_account", self.tasks_service_account, "a service account email")
 
     @property
     def canary_wait(self) -> float:

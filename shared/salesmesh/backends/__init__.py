@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TrainingLauncher
+from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TaskQueue, TrainingLauncher
 
 # (port, backend name) -> "module:class"
 BACKENDS: dict[tuple[str, str], str] = {
@@ -22,9 +22,18 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("endpoint", "gcp"): "salesmesh.backends.gcp_endpoint:VertexEndpoint",
     ("metrics", "local"): "salesmesh.backends.local_metrics:LocalMetrics",
     ("metrics", "gcp"): "salesmesh.backends.gcp_metrics:CloudMonitoringMetrics",
+    ("tasks", "local"): "salesmesh.backends.local_tasks:LocalTaskQueue",
+    ("tasks", "gcp"): "salesmesh.backends.gcp_tasks:CloudTasksQueue",
 }
 
-__all__ = ["BACKENDS", "endpoint", "metrics", "model_registry", "training_launcher"]
+__all__ = [
+    "BACKENDS",
+    "endpoint",
+    "metrics",
+    "model_registry",
+    "task_queue",
+    "training_launcher",
+]
 
 
 def _build(port: str, backend: str, kwargs: dict[str, Any]) -> Any:
@@ -67,3 +76,13 @@ def metrics(backend: str, /, **kwargs: Any) -> Metrics:
     """
     built: Metrics = _build("metrics", backend, kwargs)
     return built
+
+
+def task_queue(backend: str, /, **kwargs: Any) -> TaskQueue:
+    """The ``backend``'s delayed-task queue, built with ``kwargs``.
+
+    ``task_queue("local", bucket=..., lock_dir=Path(...))`` or
+    ``task_queue("gcp", project=..., location=..., queue=..., url=..., service_account=...)``.
+    """
+    queue: TaskQueue = _build("tasks", backend, kwargs)
+    return queue

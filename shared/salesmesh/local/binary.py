@@ -1,4 +1,6 @@
-"""Binary-mode CloudEvents as Eventarc POSTs them: ``ce-*`` headers, StorageObjectData body.
+"""Binary-mode CloudEvents as Eventarc POSTs them: ``ce-*`` headers, StorageObjectData body;
+and the delayed tasks' events, which the local mesh POSTs and Cloud Tasks replays byte for byte
+(``salesmesh.backends.gcp_tasks`` stores these very headers and body in each task).
 
 Only the standard library: ``http.client`` with a timeout, one connection per POST (the
 function servers are local; keep-alive would save well under a millisecond).
@@ -28,14 +30,14 @@ class Event:
     id: str
     source: str
     type: str
-    subject: str
+    subject: str  # "" for none: CloudEvents makes it optional, and a task has none
     time: str
     data: dict[str, Any]
     created: float = field(default_factory=monotonic)  # when the mesh saw it
 
     def headers(self) -> dict[str, str]:
         """The binary-mode headers Eventarc sends."""
-        return {
+        headers = {
             "Content-Type": "application/json",
             "ce-id": self.id,
             "ce-source": self.source,
@@ -44,6 +46,13 @@ class Event:
             "ce-subject": self.subject,
             "ce-time": self.time,
         }
+        if not self.subject:
+            del headers["ce-subject"]
+        return headers
+
+    def body(self) -> bytes:
+        """The JSON body: the event's data."""
+        return json.dumps(self.data).encode()
 
     def to_dict(self) -> dict[str, Any]:
         """Attributes and data, as the dead-letter record keeps them."""
@@ -63,6 +72,20 @@ def finalized_event(data: Mapping[str, Any]) -> Event:
     )
 
 
+def task_source(project: str, location: str, queue: str) -> str:
+    """The ``ce-source`` of a delayed task's event: the queue's resource, as a CloudEvents
+    source of a Google service is written (``//<service>/<resource name>``)."""
+    return f"//cloudtasks.googleapis.com/projects/{project}/locations/{location}/queues/{queue}"
+
+
+def task_event(
+    name: str, event_type: str, data: Mapping[str, Any], source: str, time: str
+) -> Event:
+    """The event a delayed task delivers: its name is the ``ce-id``, so a redelivery (a retry,
+    or a task run again after a crash) carries the id the handler saw the first time."""
+    return Event(id=name, source=source, type=event_type, subject="", time=time, data=dict(data))
+
+
 def post(url: str, event: Event, timeout: float) -> tuple[int | None, str, str]:
     """(status, body excerpt, error) of POSTing ``event`` in binary mode to ``url``."""
     parts = urllib.parse.urlsplit(url)
@@ -70,7 +93,7 @@ def post(url: str, event: Event, timeout: float) -> tuple[int | None, str, str]:
         parts.hostname or "127.0.0.1", parts.port, timeout=timeout
     )
     try:
-        connection.request("POST", parts.path or "/", json.dumps(event.data), event.headers())
+        connection.request("POST", parts.path or "/", event.body(), event.headers())
         response = connection.getresponse()
         body = response.read(EXCERPT * 4).decode("utf-8", "replace")
         return response.status, body, ""

@@ -5,8 +5,9 @@ in-process Cloud Storage emulator (objects under ``<state_dir>/gcs``, so they su
 with the data, model and state buckets; the endpoint's router and the prediction servers of the
 models deployed when the mesh last stopped (the endpoint's record survives restarts too); one
 functions-framework server per wired function that exists as ``<root>/functions/<name>/main.py``;
-and the delivery loop. ``stop()`` undoes it in reverse, and stops training jobs and prediction
-servers that functions started: Ctrl-C leaves no process behind.
+and the delivery loop, which also delivers the delayed tasks queued in the state bucket (first
+those left from the last run). ``stop()`` undoes it in reverse, and stops training jobs and
+prediction servers that functions started: Ctrl-C leaves no process behind.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class Mesh:
                 urls,
                 self.emulator.events,
                 timeout=self._delivery_timeout,
+                storage=self.storage_client(),  # delayed tasks live in the state bucket
             )
             self.delivery.start()
         except BaseException:
