@@ -8,7 +8,6 @@ its value and what is allowed — not later as a 404 from a bucket that cannot e
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -204,16 +203,16 @@ def endpoint_resource_name(endpoint: str, project: str, location: str) -> str:
 
 def _default_project() -> str:
     """The project Application Default Credentials name, or ConfigError saying how to set one."""
-    # google.auth through importlib: imported only on the gcp backend, and untyped for mypy
-    auth = importlib.import_module("google.auth")
-    no_credentials = importlib.import_module("google.auth.exceptions").DefaultCredentialsError
+    import google.auth  # here: only the gcp backend without GOOGLE_CLOUD_PROJECT needs it
+    from google.auth.exceptions import DefaultCredentialsError
+
     try:
-        _, project = auth.default()
-    except no_credentials:
+        _, project = google.auth.default()
+    except DefaultCredentialsError:
         project = None
     if not project:
         raise ConfigError(NO_PROJECT)
-    return str(project)
+    return project
 
 
 def _whole(low: int, high: int | None = None) -> Callable[[object], bool]:
