@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError
 
 from salesmesh.errors import ConfigError, MeshError
 from salesmesh.settings import ENV_VARS, Settings
@@ -248,7 +252,7 @@ def test_deploy_knobs_are_read_and_checked():
 def test_canary_wait_defaults_by_backend():
     """Unset, the canary waits 2 s on the local mesh and 240 s on Vertex AI."""
     assert Settings().canary_wait == 2.0
-    assert Settings(backend="gcp").canary_wait == 240.0
+    assert Settings(backend="gcp", project="acme-forecasts").canary_wait == 240.0
     assert Settings(canary_seconds=0).canary_wait == 0
 
 
@@ -305,3 +309,153 @@ def test_bad_task_settings_name_the_variable(variable: str, value: str, allowed:
         Settings.from_env({variable: value})
     assert f"{variable}={value!r} is invalid" in str(caught.value)
     assert allowed in str(caught.value)
+
+
+GCP = {"SALESMESH_BACKEND": "gcp", "SALESMESH_REGION": "europe-west4"}
+NUMERIC_ID = "4876523089237741568"  # what Vertex AI gives an endpoint created without an id
+
+
+@pytest.fixture
+def adc() -> Iterator[mock.MagicMock]:
+    """google.auth.default, autospec'd: Application Default Credentials naming 'adc-project'."""
+    with mock.patch(
+        "google.auth.default", autospec=True, return_value=(AnonymousCredentials(), "adc-project")
+    ) as default:
+        yield default
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "endpoint_id"),
+    [
+        ("salesmesh", "salesmesh"),
+        (NUMERIC_ID, NUMERIC_ID),
+        ("123", "123"),
+        ("projects/acme-forecasts/locations/europe-west4/endpoints/salesmesh", "salesmesh"),
+        (f"projects/acme-forecasts/locations/europe-west4/endpoints/{NUMERIC_ID}", NUMERIC_ID),
+        # Vertex AI and Terraform write the project number; it cannot be compared with an id
+        (f"projects/123456789012/locations/europe-west4/endpoints/{NUMERIC_ID}", NUMERIC_ID),
+    ],
+)
+def test_gcp_accepts_custom_and_numeric_ids_and_resource_names(endpoint, endpoint_id):
+    """On gcp an endpoint is a custom id, Vertex AI's numeric id or its resource name."""
+    settings = Settings.from_env(
+        {**GCP, "GOOGLE_CLOUD_PROJECT": "acme-forecasts", "SALESMESH_ENDPOINT": endpoint}
+    )
+    assert (settings.endpoint, settings.endpoint_id) == (endpoint, endpoint_id)
+
+
+def test_a_project_number_accepts_a_name_with_a_project_id():
+    """A configured project number cannot be compared with an id in the name either: accepted."""
+    name = f"projects/acme-forecasts/locations/europe-west4/endpoints/{NUMERIC_ID}"
+    env = {**GCP, "GOOGLE_CLOUD_PROJECT": "123456789012", "SALESMESH_ENDPOINT": name}
+    assert Settings.from_env(env).endpoint_id == NUMERIC_ID
+
+
+@pytest.mark.parametrize(
+    ("project", "name", "reason"),
+    [
+        (
+            "acme-forecasts",
+            "projects/acme-forecasts/locations/us-central1/endpoints/7",
+            "expected an endpoint in SALESMESH_REGION='europe-west4', not in 'us-central1': "
+            "set the region the endpoint lives in",
+        ),
+        (
+            "acme-forecasts",
+            "projects/other-project/locations/europe-west4/endpoints/7",
+            "expected an endpoint of GOOGLE_CLOUD_PROJECT='acme-forecasts', not of "
+            "'other-project': a function serves its own project's endpoint",
+        ),
+        (
+            "123456789012",
+            "projects/210987654321/locations/europe-west4/endpoints/7",
+            "expected an endpoint of GOOGLE_CLOUD_PROJECT='123456789012', not of "
+            "'210987654321': a function serves its own project's endpoint",
+        ),
+    ],
+)
+def test_a_resource_name_elsewhere_stops_start_up(project, name, reason):
+    """A full name in another region, or in a comparably named other project, is refused."""
+    env = {**GCP, "GOOGLE_CLOUD_PROJECT": project, "SALESMESH_ENDPOINT": name}
+    assert refused(env) == f"SALESMESH_ENDPOINT={name!r} is invalid: {reason}"
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "9lives",
+        "0123",
+        "12345678901234567890",
+        "Salesmesh",
+        "projects/acme-forecasts/locations/europe-west4/endpoints/Bad_Id",
+        "projects/acme-forecasts/endpoints/7",
+        "locations/europe-west4/endpoints/7",
+        "projects/acme-forecasts/locations/europe-west4/endpoints/7/",
+    ],
+)
+def test_gcp_refuses_what_is_neither_an_id_nor_a_resource_name(endpoint):
+    """Anything else on gcp is refused, and the message shows the forms that work."""
+    env = {**GCP, "GOOGLE_CLOUD_PROJECT": "acme-forecasts", "SALESMESH_ENDPOINT": endpoint}
+    assert refused(env) == (
+        f"SALESMESH_ENDPOINT={endpoint!r} is invalid: expected an endpoint id (1-63 lowercase "
+        "letters, digits or '-', starting with a letter; or Vertex AI's numeric id) or its "
+        "resource name projects/PROJECT/locations/REGION/endpoints/ID"
+    )
+
+
+@pytest.mark.parametrize(
+    "endpoint", [NUMERIC_ID, "projects/local/locations/europe-west1/endpoints/salesmesh"]
+)
+def test_local_endpoint_is_a_folder_name_only(endpoint):
+    """The local endpoint is a folder: numeric ids and resource names are Vertex AI's only."""
+    assert refused({"SALESMESH_ENDPOINT": endpoint}) == (
+        f"SALESMESH_ENDPOINT={endpoint!r} is invalid: expected on the local backend a folder "
+        "name: 1-63 lowercase letters, digits or '-', starting with a letter"
+    )
+
+
+def test_gcp_project_comes_from_the_environment_first(adc):
+    """GOOGLE_CLOUD_PROJECT, when set, is the project; ADC is not even asked."""
+    assert Settings.from_env({**GCP, "GOOGLE_CLOUD_PROJECT": "acme-forecasts"}).project == (
+        "acme-forecasts"
+    )
+    adc.assert_not_called()
+
+
+def test_gcp_project_falls_back_to_application_default_credentials(adc):
+    """Without GOOGLE_CLOUD_PROJECT the gcp backend takes the project ADC names."""
+    assert Settings.from_env(GCP).project == "adc-project"
+    adc.assert_called_once_with()
+
+
+def test_local_backend_keeps_the_local_project(adc):
+    """Locally the project stays 'local' and ADC is never consulted."""
+    assert Settings.from_env({}).project == "local"
+    adc.assert_not_called()
+
+
+NO_PROJECT_MESSAGE = (
+    "no Google Cloud project for SALESMESH_BACKEND=gcp: GOOGLE_CLOUD_PROJECT is not set and "
+    "Application Default Credentials name none. Set GOOGLE_CLOUD_PROJECT=<project id>, or give "
+    "ADC a project (`gcloud config set project <project id>` after `gcloud auth "
+    "application-default login`, or a service-account key in GOOGLE_APPLICATION_CREDENTIALS)"
+)
+
+
+def test_gcp_without_credentials_or_project_stops_start_up(adc):
+    """No GOOGLE_CLOUD_PROJECT and no ADC: start-up fails naming both ways to fix it."""
+    adc.side_effect = DefaultCredentialsError("Your default credentials were not found.")
+    assert refused(GCP) == NO_PROJECT_MESSAGE
+
+
+def test_gcp_with_credentials_that_name_no_project_stops_start_up(adc):
+    """ADC without a project (user credentials, no gcloud project set) is no project either."""
+    adc.return_value = (AnonymousCredentials(), None)
+    assert refused(GCP) == NO_PROJECT_MESSAGE
+
+
+def test_gcp_settings_built_in_code_need_a_project():
+    """Settings(backend='gcp') cannot keep the local default project."""
+    with pytest.raises(ConfigError) as caught:
+        Settings(backend="gcp")
+    assert str(caught.value) == NO_PROJECT_MESSAGE

@@ -35,7 +35,7 @@ def launcher(settings: Settings) -> TrainingLauncher:
             "SALESMESH_TRAINING_IMAGE is not set: the gcp backend needs the training container's "
             "image URI (e.g. europe-west1-docker.pkg.dev/PROJECT/salesmesh/train:TAG)"
         )
-    from salesmesh.backends.gcp import gcs_claim
+    from salesmesh.backends.gcp_claims import GcsClaims
     from salesmesh.data.source import storage_client
 
     return training_launcher(
@@ -46,7 +46,7 @@ def launcher(settings: Settings) -> TrainingLauncher:
         container_uri=settings.training_image,
         service_account=settings.service_account,
         # two deliveries of one upload at the same instant must not submit two jobs
-        claim=gcs_claim(storage_client(), settings.state_bucket),
+        claims=GcsClaims(storage_client(), settings.state_bucket),
     )
 
 

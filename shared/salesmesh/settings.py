@@ -52,11 +52,26 @@ ENV_VARS: dict[str, str] = {
 # local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
 # inside an event-driven function's 540 s limit with time to spare for the deploy itself.
 CANARY_SECONDS = {"local": 2.0, "gcp": 240.0}
+NO_PROJECT = (
+    "no Google Cloud project for SALESMESH_BACKEND=gcp: GOOGLE_CLOUD_PROJECT is not set and "
+    "Application Default Credentials name none. Set GOOGLE_CLOUD_PROJECT=<project id>, or give "
+    "ADC a project (`gcloud config set project <project id>` after `gcloud auth "
+    "application-default login`, or a service-account key in GOOGLE_APPLICATION_CREDENTIALS)"
+)
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # a Vertex AI model id / endpoint id we create
 _QUEUE = re.compile(r"^[A-Za-z0-9-]{1,100}$")  # a Cloud Tasks queue id
 # a function URL; never plain http: Cloud Tasks would send the OIDC token in the clear
 _URL = re.compile(r"^https://[^\s/]+(/\S*)?$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Vertex AI's own endpoint ids are numbers (int64, no leading zero); Terraform's
+# google_vertex_ai_endpoint and every endpoint created without a custom id have one.
+_NUMERIC_ID = re.compile(r"^[1-9][0-9]{0,18}$")
+_ENDPOINT_NAME = re.compile(r"^projects/([^/]+)/locations/([^/]+)/endpoints/([^/]+)$")
+_NAME_RULE = "1-63 lowercase letters, digits or '-', starting with a letter"
+_ENDPOINT_RULE = (
+    f"an endpoint id ({_NAME_RULE}; or Vertex AI's numeric id) or its resource name "
+    "projects/PROJECT/locations/REGION/endpoints/ID"
+)
 
 
 @dataclass(frozen=True)
@@ -103,11 +118,17 @@ class Settings:
                 given[name] = _number(name, given[name])
         if "state_dir" in given:
             given["state_dir"] = Path(given["state_dir"])
+        if given.get("backend") == "gcp" and "project" not in given:
+            # "local" would send every call to projects/local/...; ask ADC instead, as the SDKs do
+            given["project"] = _default_project()
         return cls(**given)
 
     def __post_init__(self) -> None:
         if not self.project:
             _invalid("project", self.project, "a Google Cloud project id")
+        if self.backend == "gcp" and self.project == "local":
+            # the local default; no real project has so short an id (6-30 characters)
+            raise ConfigError(NO_PROJECT)
         if not _REGION.match(self.region):
             _invalid("region", self.region, "a Google Cloud region such as 'europe-west1'")
         if self.backend not in BACKENDS:
@@ -136,10 +157,13 @@ class Settings:
             value = getattr(self, name)
             if not (value is None and name == "canary_seconds") and not valid(value):
                 _invalid(name, value, allowed)
-        for name in ("model_name", "endpoint"):
-            if not _NAME.match(getattr(self, name)):
-                allowed = "1-63 lowercase letters, digits or '-', starting with a letter"
-                _invalid(name, getattr(self, name), allowed)
+        if not _NAME.match(self.model_name):
+            _invalid("model_name", self.model_name, _NAME_RULE)
+        if self.backend == "gcp":
+            endpoint_resource_name(self.endpoint, self.project, self.region)
+        elif not _NAME.match(self.endpoint):
+            # the local endpoint is a folder under the state folder: a plain name only
+            _invalid("endpoint", self.endpoint, f"on the local backend a folder name: {_NAME_RULE}")
         if not _QUEUE.match(self.tasks_queue):
             allowed = "a Cloud Tasks queue id: 1-100 letters, digits or '-'"
             _invalid("tasks_queue", self.tasks_queue, allowed)
@@ -147,6 +171,15 @@ class Settings:
             _invalid("deploy_url", self.deploy_url, "an https:// URL (deploy_model's function URL)")
         if self.tasks_service_account is not None and not _EMAIL.match(self.tasks_service_account):
             _invalid("tasks_service_account", self.tasks_service_account, "a service account email")
+
+    @property
+    def endpoint_id(self) -> str:
+        """The endpoint's bare id, whichever form SALESMESH_ENDPOINT gave it in.
+
+        The last part of a ``projects/P/locations/L/endpoints/ID`` name; what Cloud Monitoring
+        calls ``resource.labels.endpoint_id``.
+        """
+        return self.endpoint.rsplit("/", 1)[-1]
 
     @property
     def canary_wait(self) -> float:
@@ -161,6 +194,44 @@ class Settings:
         if role not in names:
             raise ConfigError(f"unknown bucket role {role!r}; expected one of {sorted(names)}")
         return names[role]
+
+
+def endpoint_resource_name(endpoint: str, project: str, location: str) -> str:
+    """The Vertex AI resource name of ``endpoint``: an id, numeric or custom, or a full name.
+
+    A full ``projects/P/locations/L/endpoints/ID`` name must lie in ``location`` and ``project``.
+    A project number and a project id cannot be compared without asking Resource Manager, so a
+    number on one side and an id on the other passes; Vertex AI itself writes names with the
+    project number. ConfigError, naming SALESMESH_ENDPOINT, otherwise.
+    """
+    found = _ENDPOINT_NAME.match(endpoint)
+    endpoint_id = found.group(3) if found else endpoint
+    if not (_NAME.match(endpoint_id) or _NUMERIC_ID.match(endpoint_id)):
+        _invalid("endpoint", endpoint, _ENDPOINT_RULE)
+    if found is None:
+        return f"projects/{project}/locations/{location}/endpoints/{endpoint}"
+    in_project, in_location = found.group(1), found.group(2)
+    if in_location != location:
+        where = f"an endpoint in {ENV_VARS['region']}={location!r}, not in {in_location!r}"
+        _invalid("endpoint", endpoint, f"{where}: set the region the endpoint lives in")
+    if in_project != project and in_project.isdigit() == project.isdigit():
+        where = f"an endpoint of {ENV_VARS['project']}={project!r}, not of {in_project!r}"
+        _invalid("endpoint", endpoint, f"{where}: a function serves its own project's endpoint")
+    return endpoint
+
+
+def _default_project() -> str:
+    """The project Application Default Credentials name, or ConfigError saying how to set one."""
+    import google.auth  # here: only the gcp backend without GOOGLE_CLOUD_PROJECT needs it
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        _, project = google.auth.default()
+    except DefaultCredentialsError:
+        project = None
+    if not project:
+        raise ConfigError(NO_PROJECT)
+    return project
 
 
 def _whole(low: int, high: int | None = None) -> Callable[[object], bool]:

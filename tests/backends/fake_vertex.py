@@ -51,6 +51,7 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from werkzeug.test import Client
 
+from salesmesh.backends import gcp_vertex
 from salesmesh.serving import Predictor, ServeSettings, create_app
 
 __all__ = ["LOCATION", "PROJECT", "PROJECT_NUMBER", "FakeVertex", "serving"]
@@ -91,6 +92,8 @@ def serving(fake: FakeVertex) -> Iterator[FakeVertex]:
         stack.enter_context(
             mock.patch("google.auth.default", side_effect=AssertionError("ADC looked up"))
         )
+        # salesmesh's record of the SDK set-up goes with the configuration restored below
+        stack.enter_context(mock.patch.dict(gcp_vertex._SDK, clear=True))
         try:
             yield fake
         finally:

@@ -23,6 +23,7 @@ import pytest
 from contract_launcher import LauncherContract, RequestFor
 
 # hard imports: the SDK is a dev dependency, and this suite must never skip quietly
+from google.api_core import exceptions
 from google.cloud import aiplatform
 from google.cloud.aiplatform import jobs
 from google.cloud.aiplatform_v1 import types
@@ -30,6 +31,8 @@ from google.rpc import status_pb2
 
 from salesmesh.backends import training_launcher
 from salesmesh.backends.gcp import RUN_LABEL, VertexTrainingLauncher
+from salesmesh.backends.gcp_claims import GcsClaims
+from salesmesh.errors import LaunchError
 from salesmesh.ports import RunState, TrainingRequest, TrainingRun
 
 PROJECT, LOCATION = "demo-project", "europe-west4"
@@ -45,6 +48,7 @@ class FakeJobService:
         self.jobs: list[Any] = []  # submitted job objects, as list() would return them
         self.arguments: dict[str, dict[str, Any]] = {}  # constructor kwargs by job name
         self._ids = itertools.count(1)
+        self.refusals: list[Exception] = []  # what the next submits raise instead, in order
         custom_job.side_effect = self._construct
         custom_job.list.side_effect = self._list
 
@@ -64,6 +68,8 @@ class FakeJobService:
         return job
 
     def _create(self, job: Any, kwargs: dict[str, Any]) -> None:
+        if self.refusals:
+            raise self.refusals.pop(0)
         number = next(self._ids)
         resource = job.gca_resource
         resource.name = (
@@ -285,9 +291,26 @@ def test_registry_builds_vertex_launcher() -> None:
     assert (launcher.project, launcher.machine_type) == (PROJECT, "n1-standard-4")
 
 
+class FixedClaims:
+    """Claims whose outcome the test decides: a lost race the emulator cannot produce."""
+
+    def __init__(self, won: bool) -> None:
+        self.won = won
+        self.released: list[tuple[str, int]] = []
+
+    def acquire(self, run_id: str) -> int | None:
+        return 7 if self.won else None
+
+    def release(self, run_id: str, handle: int) -> None:
+        self.released.append((run_id, handle))
+
+    def where(self, run_id: str) -> str:
+        return f"gs://demo-state/salesmesh/claims/{run_id}"
+
+
 def _claiming(won: bool, wait: float = 10.0) -> VertexTrainingLauncher:
     return VertexTrainingLauncher(
-        PROJECT, LOCATION, "gs://demo-staging", IMAGE, claim=lambda _: won, claim_wait=wait
+        PROJECT, LOCATION, "gs://demo-staging", IMAGE, claims=FixedClaims(won), claim_wait=wait
     )
 
 
@@ -308,28 +331,94 @@ def test_a_launch_that_loses_the_claim_waits_for_the_winners_job(vertex, request
 
 
 def test_a_claim_without_a_job_ends_in_a_launch_error_that_says_what_to_do(vertex, request_for):
-    """If the claim's holder never submits, the waiter raises (so the delivery is retried)."""
-    from salesmesh.errors import LaunchError
-
-    with pytest.raises(LaunchError, match="delete the claim"):
+    """If the claim's holder never submits, the waiter raises naming the claim to delete."""
+    with pytest.raises(LaunchError, match="delete the claim gs://demo-state/salesmesh/claims/r-o"):
         _claiming(False, wait=1.2).launch(request_for("r-orphan"))
     assert vertex.custom_job.call_count == 0
 
 
-def test_gcs_claim_is_won_once_by_a_create_only_write():
-    """The first claim creates the object with generation 0; the next finds it and loses."""
-    from google.api_core.exceptions import PreconditionFailed
-    from google.cloud import storage
+ACT_AS = exceptions.PermissionDenied(
+    "Permission 'iam.serviceAccounts.actAs' denied on service account " + SERVICE_ACCOUNT
+)
 
-    from salesmesh.backends.gcp import gcs_claim
 
-    client = mock.create_autospec(storage.Client, instance=True)
-    blob = mock.create_autospec(storage.Blob, instance=True)
-    client.bucket.return_value.blob.return_value = blob
-    blob.upload_from_string.side_effect = [None, PreconditionFailed("exists")]
-    claim = gcs_claim(client, "demo-state")
-    assert (claim("r-1"), claim("r-1")) == (True, False)
-    client.bucket.assert_called_with("demo-state")
-    client.bucket.return_value.blob.assert_called_with("salesmesh/claims/r-1")
-    for call in blob.upload_from_string.call_args_list:
-        assert call.kwargs == {"if_generation_match": 0}
+def test_a_refused_submit_releases_the_claim_so_the_next_delivery_submits(
+    vertex, request_for, bucket
+):
+    """Submit denied (no actAs): LaunchError, the GCS claim is gone, the redelivery submits."""
+    claims = GcsClaims(bucket.client, bucket.name)
+    launcher = VertexTrainingLauncher(
+        PROJECT, LOCATION, "gs://demo-staging", IMAGE, SERVICE_ACCOUNT, claims=claims
+    )
+    vertex.refusals.append(ACT_AS)
+    with pytest.raises(LaunchError) as caught:
+        launcher.launch(request_for("r-1"))
+    assert caught.value.__cause__ is ACT_AS
+    assert bucket.get_blob("salesmesh/claims/r-1") is None
+    assert vertex.jobs == []
+    # the permission granted, Eventarc delivers the upload again
+    run = launcher.launch(request_for("r-1"))
+    assert [job.gca_resource.name for job in vertex.jobs] == [run.backend_id]
+    assert bucket.get_blob("salesmesh/claims/r-1") is not None  # held by the submitted run
+
+
+@pytest.mark.parametrize(
+    ("refusal", "advice"),
+    [
+        (
+            ACT_AS,
+            "To fix: the function's service account needs roles/aiplatform.user in demo-project "
+            f"and roles/iam.serviceAccountUser on {SERVICE_ACCOUNT} (actAs) to run the job as it.",
+        ),
+        (
+            exceptions.ResourceExhausted("Quota exceeded for custom_model_training_cpus"),
+            "To fix: a Vertex AI quota is used up: request more for n1-standard-4 in "
+            "europe-west4, or wait for running jobs to finish.",
+        ),
+        (
+            exceptions.InvalidArgument("Invalid image URI"),
+            f"To fix: check SALESMESH_TRAINING_IMAGE ({IMAGE}), SALESMESH_SERVICE_ACCOUNT "
+            f"({SERVICE_ACCOUNT}) and the staging bucket (gs://demo-staging).",
+        ),
+    ],
+)
+def test_a_refused_submit_says_what_to_fix(vertex, request_for, refusal, advice):
+    """The LaunchError names the run, Vertex AI's reason, the fix and the released claim."""
+    claims = FixedClaims(won=True)
+    launcher = VertexTrainingLauncher(
+        PROJECT, LOCATION, "gs://demo-staging", IMAGE, SERVICE_ACCOUNT, claims=claims
+    )
+    vertex.refusals.append(refusal)
+    with pytest.raises(LaunchError) as caught:
+        launcher.launch(request_for("r-1"))
+    message = str(caught.value)
+    assert message.startswith(f"Vertex AI did not accept the training job for run r-1: {refusal}.")
+    assert advice in message
+    assert message.endswith("Its claim was released: a redelivery of the upload submits it again.")
+    assert claims.released == [("r-1", 7)]
+
+
+def test_a_refused_submit_without_claims_is_a_launch_error_too(launcher, vertex, request_for):
+    """Without claims the refusal is still a LaunchError, and nothing claims a release."""
+    vertex.refusals.append(ACT_AS)
+    with pytest.raises(LaunchError, match=r"\. A redelivery of the upload submits it again\.$"):
+        launcher.launch(request_for("r-1"))
+
+
+def test_runtime_gives_the_gcp_launcher_claims_in_the_state_bucket(bucket):
+    """The train_trigger's launcher claims runs with create-only objects in the state bucket."""
+    from salesmesh import runtime
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env(
+        {
+            "SALESMESH_BACKEND": "gcp",
+            "GOOGLE_CLOUD_PROJECT": PROJECT,
+            "SALESMESH_STATE_BUCKET": bucket.name,
+            "SALESMESH_TRAINING_IMAGE": IMAGE,
+        }
+    )
+    launcher = runtime.launcher(settings)
+    assert isinstance(launcher, VertexTrainingLauncher)
+    assert isinstance(launcher.claims, GcsClaims)
+    assert launcher.claims.where("r-1") == f"gs://{bucket.name}/salesmesh/claims/r-1"

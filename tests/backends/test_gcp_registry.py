@@ -11,7 +11,9 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from unittest import mock
 
@@ -21,10 +23,12 @@ from fake_vertex import LOCATION, PROJECT, FakeVertex, serving
 
 # hard imports: the SDK is a dev dependency, and this suite must never skip quietly
 from google.api_core import exceptions
+from google.auth import default as adc_default
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 from google.cloud.aiplatform_v1 import ModelServiceClient
 
+from salesmesh.backends import gcp_vertex
 from salesmesh.backends.gcp_registry import MAX_METRICS_CHARS, VertexModelRegistry
 from salesmesh.ports import CHAMPION, PREVIOUS
 
@@ -220,18 +224,103 @@ def test_patched_sdk_rejects_wrong_argument_names(vertex):
         ModelServiceClient.upload_model(object(), requst={})
 
 
-def test_application_default_credentials_are_resolved_once():
-    """Without credentials, ADC is looked up once, with the cloud-platform scope, and reused."""
-    from salesmesh.backends.gcp_registry import vertex_sdk
+@pytest.fixture
+def fresh_process() -> Iterator[None]:
+    """No SDK set-up recorded yet, as in a new process; aiplatform's own config restored after."""
+    from google.cloud.aiplatform import initializer
 
+    saved = dict(vars(initializer.global_config))
+    with mock.patch.dict(gcp_vertex._SDK, clear=True):
+        yield
+    vars(initializer.global_config).clear()
+    vars(initializer.global_config).update(saved)
+
+
+def test_application_default_credentials_are_resolved_once(fresh_process):
+    """Without credentials, ADC is looked up once, with the cloud-platform scope, and reused."""
     adc = AnonymousCredentials()
     with (
-        mock.patch("google.auth.default", return_value=(adc, PROJECT)) as default,
+        mock.patch("google.auth.default", autospec=True, return_value=(adc, PROJECT)) as default,
         mock.patch.object(aiplatform, "init", autospec=True) as init,
     ):
-        assert vertex_sdk(PROJECT, LOCATION, None) == (aiplatform, adc)
+        assert gcp_vertex.vertex_sdk(PROJECT, LOCATION, None) == (aiplatform, adc)
+        assert gcp_vertex.vertex_sdk(PROJECT, LOCATION, None) == (aiplatform, adc)
     default.assert_called_once_with(scopes=["https://www.googleapis.com/auth/cloud-platform"])
     init.assert_called_once_with(project=PROJECT, location=LOCATION, credentials=adc)
+
+
+def test_sdk_is_set_up_again_only_for_another_project_location_or_credentials(fresh_process):
+    """aiplatform.init is process-wide: it runs again when, and only when, what it holds changes."""
+    other = AnonymousCredentials()
+    with mock.patch.object(aiplatform, "init", autospec=True) as init:
+        for project, location, credentials in [
+            (PROJECT, LOCATION, CREDENTIALS),
+            (PROJECT, LOCATION, CREDENTIALS),
+            (PROJECT, "us-central1", CREDENTIALS),
+            (PROJECT, "us-central1", other),
+            ("other-project", "us-central1", other),
+            ("other-project", "us-central1", other),
+        ]:
+            gcp_vertex.vertex_sdk(project, location, credentials)
+    assert init.call_args_list == [
+        mock.call(project=PROJECT, location=LOCATION, credentials=CREDENTIALS),
+        mock.call(project=PROJECT, location="us-central1", credentials=CREDENTIALS),
+        mock.call(project=PROJECT, location="us-central1", credentials=other),
+        mock.call(project="other-project", location="us-central1", credentials=other),
+    ]
+
+
+def test_concurrent_first_uses_set_the_sdk_up_once(fresh_process):
+    """Threads of one function server racing to the first call resolve ADC and init once."""
+    adc = AnonymousCredentials()
+
+    def slow_default(**_: Any) -> tuple[Any, str]:
+        time.sleep(0.05)  # a metadata-server round trip: long enough for every thread to arrive
+        return adc, PROJECT
+
+    with (
+        mock.patch("google.auth.default", autospec=True, side_effect=slow_default) as default,
+        mock.patch.object(aiplatform, "init", autospec=True) as init,
+        ThreadPoolExecutor(max_workers=8) as pool,
+    ):
+        results = list(pool.map(lambda _: gcp_vertex.vertex_sdk(PROJECT, LOCATION, None), range(8)))
+    assert results == [(aiplatform, adc)] * 8
+    assert (default.call_count, init.call_count) == (1, 1)
+
+
+def test_one_sdk_set_up_per_process_and_one_model_client_per_backend(vertex):
+    """Two registries, many calls: ADC and aiplatform.init once, one ModelServiceClient each."""
+    setup = VertexModelRegistry(PROJECT, LOCATION, MODEL, IMAGE, credentials=CREDENTIALS)
+    register(setup, "r-1", aliases=[CHAMPION])
+    register(setup, "r-2")
+    adc = AnonymousCredentials()
+    with (
+        mock.patch.dict(gcp_vertex._SDK, clear=True),  # a new process, as far as salesmesh knows
+        # over the fake's refusing stand-in, so autospec'd from the real function
+        mock.patch(
+            "google.auth.default", mock.create_autospec(adc_default, return_value=(adc, PROJECT))
+        ) as default,
+        mock.patch.object(aiplatform, "init", autospec=True, side_effect=aiplatform.init) as init,
+        mock.patch.object(
+            ModelServiceClient,
+            "__init__",
+            autospec=True,
+            side_effect=ModelServiceClient.__init__,
+        ) as built,
+    ):
+        # a function builds its backends per event: two events, each with its own registry
+        for _event in range(2):
+            registry = VertexModelRegistry(PROJECT, LOCATION, MODEL, IMAGE)
+            for _ in range(3):
+                assert [v.version_id for v in registry.versions()] == ["1", "2"]
+                assert registry.get("2") is not None
+                assert registry.alias(CHAMPION) is not None
+            registry.set_alias(CHAMPION, "2")
+            registry.set_alias(CHAMPION, "1")
+            registry.update_labels("1", {"salesmesh-deploy": "gated"})
+    default.assert_called_once_with(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    init.assert_called_once_with(project=PROJECT, location=LOCATION, credentials=adc)
+    assert built.call_count == 2  # one generated v1 client per registry, none per call
 
 
 def test_gcp_serving_backends_import_the_sdk_only_when_used():

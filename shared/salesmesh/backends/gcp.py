@@ -11,8 +11,10 @@ that label first and submits only when there is none. Vertex AI assigns job ids 
 list and the create are not one atomic step: two deliveries landing in the same second could
 both submit. Both then train into the same folder, where the trainer's create-only writes let
 one publish and fail the other, and ``get`` always reports the oldest job, so callers still
-agree on one run. Passing ``claim`` rules even that out: the launch that wins the claim
-(:func:`gcs_claim`, an object created only if absent) submits, and the others wait for its job.
+agree on one run. Passing ``claims`` rules even that out: the launch that acquires the run's
+claim (:class:`~salesmesh.backends.gcp_claims.GcsClaims`, an object created only if absent)
+submits, and the others wait for its job. If the submit fails, the claim is released and the
+launch raises LaunchError, so a redelivery can submit again once the cause is fixed.
 
 ``google.cloud.aiplatform`` is imported inside the methods only, so importing this module, and
 ``salesmesh.backends``, stays cheap.
@@ -24,10 +26,10 @@ import builtins
 import importlib
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from salesmesh.backends.gcp_claims import RunClaims
 from salesmesh.errors import LaunchError
 from salesmesh.ports import RunState, TrainingRequest, TrainingRun, rfc3339
 
@@ -65,11 +67,12 @@ class VertexTrainingLauncher:
         container_uri: str,
         service_account: str | None = None,
         machine_type: str = "n1-standard-4",
-        claim: Callable[[str], bool] | None = None,
+        claims: RunClaims | None = None,
         claim_wait: float = 60.0,
     ) -> None:
-        """``claim(run_id)`` returns True for exactly one caller per run id (see gcs_claim)."""
-        self.claim = claim
+        """``claims`` lets one launch per run id submit; ``claim_wait`` is how long the others
+        wait for its job."""
+        self.claims = claims
         self.claim_wait = claim_wait
         self.project = project
         self.location = location
@@ -83,8 +86,22 @@ class VertexTrainingLauncher:
         existing = self.get(request.run_id)
         if existing is not None:
             return existing
-        if self.claim is not None and not self.claim(request.run_id):
-            return self._await_job(request.run_id)
+        held = None
+        if self.claims is not None:
+            held = self.claims.acquire(request.run_id)
+            if held is None:
+                return self._await_job(request.run_id)
+        try:
+            job = self._submit(request)
+        except Exception as exc:
+            # whatever stopped the submit, a claim left behind would stall every redelivery
+            if self.claims is not None and held is not None:
+                self.claims.release(request.run_id, held)
+            raise LaunchError(self._refusal(request.run_id, exc)) from exc
+        return self._to_run(job.gca_resource)
+
+    def _submit(self, request: TrainingRequest) -> Any:
+        """Build and submit the run's custom job; the submitted SDK job."""
         job = _aiplatform().CustomJob(
             display_name=f"salesmesh-train-{request.run_id}",
             worker_pool_specs=[
@@ -106,7 +123,36 @@ class VertexTrainingLauncher:
         )
         # submit() returns once the job resource exists; run() would block until it ends.
         job.submit(service_account=self.service_account)
-        return self._to_run(job.gca_resource)
+        return job
+
+    def _refusal(self, run_id: str, exc: Exception) -> str:
+        """What went wrong submitting ``run_id``'s job, and what to do about it."""
+        errors = importlib.import_module("google.api_core.exceptions")
+        account = self.service_account or "the Compute Engine default service account"
+        if isinstance(exc, errors.PermissionDenied):
+            fix = (
+                "the function's service account needs roles/aiplatform.user in "
+                f"{self.project} and roles/iam.serviceAccountUser on {account} (actAs) to run "
+                "the job as it"
+            )
+        elif isinstance(exc, errors.ResourceExhausted):
+            fix = (
+                f"a Vertex AI quota is used up: request more for {self.machine_type} in "
+                f"{self.location}, or wait for running jobs to finish"
+            )
+        elif isinstance(exc, errors.InvalidArgument | errors.NotFound | errors.FailedPrecondition):
+            fix = (
+                f"check SALESMESH_TRAINING_IMAGE ({self.container_uri}), "
+                f"SALESMESH_SERVICE_ACCOUNT ({account}) and the staging bucket "
+                f"({self.staging_bucket})"
+            )
+        else:
+            fix = "see the cause below"
+        then = "Its claim was released: a redelivery" if self.claims else "A redelivery"
+        return (
+            f"Vertex AI did not accept the training job for run {run_id}: {exc}. To fix: {fix}. "
+            f"{then} of the upload submits it again."
+        )
 
     def _await_job(self, run_id: str) -> TrainingRun:
         """Another launch holds the claim: wait for the job it submits."""
@@ -117,9 +163,10 @@ class VertexTrainingLauncher:
             if run is not None:
                 return run
         # raising makes the delivery retry; a claim whose launcher died stays until removed
+        where = self.claims.where(run_id) if self.claims is not None else "the claim object"
         raise LaunchError(
             f"run {run_id} is claimed but no Vertex AI job appeared within {self.claim_wait:.0f} s;"
-            " if its launch died, delete the claim object to let a redelivery submit it"
+            f" if its launch died, delete the claim {where} to let a redelivery submit it"
         )
 
     def get(self, run_id: str) -> TrainingRun | None:
@@ -182,23 +229,3 @@ def _aiplatform() -> Any:
 def model_dir(base_output_dir: str) -> str:
     """Where a custom job's trainer writes: Vertex AI's ``AIP_MODEL_DIR``, without the slash."""
     return f"{base_output_dir.rstrip('/')}/model"
-
-
-def gcs_claim(client: Any, bucket: str, prefix: str = "salesmesh/claims/") -> Callable[[str], bool]:
-    """A claim function: True for the first caller per run id, by a create-only GCS write.
-
-    ``if_generation_match=0`` makes Cloud Storage accept the write only if the object does not
-    exist, atomically, so of any number of concurrent launches exactly one sees True.
-    """
-
-    def claim(run_id: str) -> bool:
-        from google.api_core import exceptions
-
-        blob = client.bucket(bucket).blob(f"{prefix}{run_id}")
-        try:
-            blob.upload_from_string(rfc3339(), if_generation_match=0)
-        except exceptions.PreconditionFailed:
-            return False
-        return True
-
-    return claim

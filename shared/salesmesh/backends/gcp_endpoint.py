@@ -28,9 +28,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from salesmesh.backends.gcp_registry import VertexBackend, api_errors
+from salesmesh.backends.gcp_vertex import VertexBackend, api_errors
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.ports import DeployedModel, Health, ModelVersion, check_split, rfc3339
+from salesmesh.settings import endpoint_resource_name
 
 
 class VertexEndpoint(VertexBackend):
@@ -49,14 +50,12 @@ class VertexEndpoint(VertexBackend):
         service_account: str | None = None,
         credentials: Any = None,
     ) -> None:
-        """``endpoint`` is an endpoint id or its full resource name; ``model_name`` the
-        registry's model id, whose versions :meth:`deploy` receives."""
+        """``endpoint`` is a custom or numeric endpoint id or its full resource name (in this
+        project and location, else ConfigError); ``model_name`` the registry's model id, whose
+        versions :meth:`deploy` receives."""
         super().__init__(project, location, credentials)
-        prefix = f"projects/{project}/locations/{location}"
-        self.resource_name = (
-            endpoint if endpoint.startswith("projects/") else f"{prefix}/endpoints/{endpoint}"
-        )
-        self.model_resource_name = f"{prefix}/models/{model_name}"
+        self.resource_name = endpoint_resource_name(endpoint, project, location)
+        self.model_resource_name = f"projects/{project}/locations/{location}/models/{model_name}"
         self.model_name = model_name
         self.machine_type = machine_type
         self.min_replicas = min_replicas

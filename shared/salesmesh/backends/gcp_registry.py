@@ -25,62 +25,22 @@ Version labels: ``Model.update(labels=...)`` updates the *model's* labels whatev
 object names (googleapis/python-aiplatform#3049), which would label every version; this backend
 sends ``UpdateModel`` with the versioned name, which Vertex AI documents as a version update.
 
-The Vertex AI SDK is imported on first use only (see :func:`vertex_sdk`).
+The Vertex AI SDK is imported on first use only (see :mod:`salesmesh.backends.gcp_vertex`).
 """
 
 from __future__ import annotations
 
 import builtins
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from salesmesh.backends.gcp_vertex import VertexBackend, api_errors
 from salesmesh.errors import ConfigError
 from salesmesh.ports import ModelVersion, check_alias, check_labels, rfc3339
 
 PREDICT_ROUTE, HEALTH_ROUTE, PORT = "/predict", "/health", 8080
 MAX_METRICS_CHARS = 8192
-_CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
-
-
-def vertex_sdk(project: str, location: str, credentials: Any) -> tuple[Any, Any]:
-    """``(google.cloud.aiplatform, credentials)``, the SDK imported now and set up for us.
-
-    Imported through importlib so mypy does not follow the typed SDK (see ``backends.gcp``).
-    ``aiplatform.init`` is needed because ``Model.upload`` re-reads the new model with the
-    process-wide configuration, ignoring the credentials it was given; resolving ADC once here
-    also spares the SDK a lookup (and a Resource Manager call) per client it builds.
-    """
-    aiplatform = importlib.import_module("google.cloud.aiplatform")
-    if credentials is None:
-        credentials, _ = importlib.import_module("google.auth").default(scopes=[_CLOUD_PLATFORM])
-    aiplatform.init(project=project, location=location, credentials=credentials)
-    return aiplatform, credentials
-
-
-def api_errors() -> Any:
-    """``google.api_core.exceptions``, imported on first use."""
-    return importlib.import_module("google.api_core.exceptions")
-
-
-class VertexBackend:
-    """What the Vertex AI backends share: project, location and the SDK, set up on first use."""
-
-    def __init__(self, project: str, location: str, credentials: Any) -> None:
-        """``credentials``: google.auth credentials; None means Application Default Credentials."""
-        self.project = project
-        self.location = location
-        self._credentials = credentials
-        self._sdk: Any = None
-
-    def _aiplatform(self) -> Any:
-        """The configured SDK; from the first call on, ``_credentials`` are resolved ones."""
-        if self._sdk is None:
-            self._sdk, self._credentials = vertex_sdk(
-                self.project, self.location, self._credentials
-            )
-        return self._sdk
 
 
 class VertexModelRegistry(VertexBackend):
@@ -103,11 +63,8 @@ class VertexModelRegistry(VertexBackend):
         self.resource_name = f"projects/{project}/locations/{location}/models/{model_name}"
 
     def _client(self) -> Any:
-        """The SDK's configured ModelService client (a ``ModelRegistry`` keeps one)."""
-        aiplatform = self._aiplatform()
-        return aiplatform.ModelRegistry(
-            self.resource_name, self.location, self.project, self._credentials
-        ).client
+        """The generated v1 ModelService client of this registry."""
+        return self._generated("ModelServiceClient")
 
     def register(
         self,
@@ -225,12 +182,11 @@ class VertexModelRegistry(VertexBackend):
             self._move_alias(name, holder.version_id if holder else None, version_id)
 
     def _move_alias(self, name: str, holder: str | None, version_id: str) -> None:
-        registry = self._aiplatform().ModelRegistry(
-            self.resource_name, self.location, self.project, self._credentials
-        )
+        # the merges ModelRegistry.remove/add_version_aliases send, on the cached client
+        merge = self._client().merge_version_aliases
         if holder is not None:
-            registry.remove_version_aliases([name], holder)
-        registry.add_version_aliases([name], version_id)
+            merge(name=f"{self.resource_name}@{holder}", version_aliases=[f"-{name}"])
+        merge(name=f"{self.resource_name}@{version_id}", version_aliases=[name])
 
     def update_labels(self, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
         """Merge ``labels`` into the version's own labels (a version-level UpdateModel)."""
