@@ -1,10 +1,11 @@
 # The two set-up commands: `make demo` and `make test`. Both create .venv on first use.
+# `make package` builds each Cloud Function's deploy package (standard library only, no venv).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench package clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "salesmesh needs Python 3.11")'
@@ -35,5 +36,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/mesh.py
 	$(BIN)/python bench/serve.py --runs 2
 
+package:
+	$(PYTHON) functions/build.py
+
 clean:
-	rm -rf $(VENV) .salesmesh .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .salesmesh .pytest_cache .mypy_cache .ruff_cache
