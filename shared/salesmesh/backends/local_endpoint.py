@@ -1,68 +1,77 @@
 """Local endpoint: deployed models as real prediction-server processes, and the traffic split.
 
-``<state_dir>/endpoints/<name>/`` holds ``endpoint.json`` (deployed models with their port, pid
-and log, the split, and the counter deployed-model ids come from), one ``server-<id>.log`` per
-deployed model, and the router's ``router.json`` and ``metrics.jsonl``
-(:mod:`salesmesh.local.router`). Every read-modify-write of the record holds an ``fcntl``
-lock on ``endpoint.lock`` (:func:`salesmesh.locks.file_lock`) and replaces the file atomically,
-so the router, which rereads it when its inode, mtime or size changes, sees the old record or the
-new one, never half of one.
+``<state_dir>/endpoints/<name>/`` holds the record ``endpoint.json`` and its lock
+(:mod:`salesmesh.backends.local_record`), one ``server-<id>.log`` per deployed model, and the
+router's ``router.json`` and ``metrics.jsonl`` (:mod:`salesmesh.local.router`).
 
 Each deployed model is ``python -m salesmesh.serve`` in its own session, started the way Vertex
 AI starts a custom container (:mod:`salesmesh.backends.local_servers`): it outlives the process
 that deployed it, as a Vertex deployment outlives the function that made it. The split is
 validated with :func:`~salesmesh.ports.allocate` before anything starts, and a model enters the
 record only once its health route answers, so a failed deployment leaves the endpoint as it was.
+
+A deployment is a long-running operation, as on Vertex AI
+(:mod:`salesmesh.backends.local_operations`): :meth:`LocalEndpoint.start_deploy` starts the
+server and records the operation; whoever polls :meth:`LocalEndpoint.operation` next, from any
+process, finds the server healthy and completes it, or dead or late and fails it. A mesh restart
+does not lose it: :meth:`~LocalEndpoint.stop_servers` stops its server and
+:meth:`~LocalEndpoint.restore` starts it again with a fresh deadline.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-import re
+import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from salesmesh.backends import local_operations as ops
+from salesmesh.backends.local_record import (
+    ID_BASE,
+    RECORD,
+    EndpointRecord,
+    endpoint_dir,
+    find_model,
+    public,
+    split_with,
+)
 from salesmesh.backends.local_servers import (
     HEALTH_ROUTE,
     PREDICT_ROUTE,
     await_healthy,
     call,
+    failure,
+    healthy,
     launch,
     running,
     stop_servers,
 )
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.local.processes import alive, read_json, write_json
-from salesmesh.locks import file_lock
-from salesmesh.ports import DeployedModel, Health, ModelVersion, allocate, check_split, rfc3339
+from salesmesh.ports import DeployedModel, Health, ModelVersion, Operation, rfc3339
 
-RECORD = "endpoint.json"
-LOCK = "endpoint.lock"
 ROUTER_FILE = "router.json"  # written by the router while it listens
 METRICS_FILE = "metrics.jsonl"
 ROUTER_MARK = "salesmesh.local.router"
-# Numeric like Vertex AI's deployed-model ids, and never equal to a registry version id ("1",
-# "2", ...), so code that mixes the two up fails at once instead of passing by coincidence.
-ID_BASE = 1_000_000_000
-# The record lock is held for one read-modify-write (milliseconds): a holder this late is stuck.
-LOCK_SECONDS = 60.0
-_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+POLL_SECONDS = 0.1  # deploy()'s pace while a server starts (about 2 s)
+__all__ = [
+    "ID_BASE",
+    "METRICS_FILE",
+    "RECORD",
+    "ROUTER_FILE",
+    "LocalEndpoint",
+    "endpoint_dir",
+    "read_json",
+    "write_json",
+]
 
 
-def endpoint_dir(state_dir: Path, name: str) -> Path:
-    """``<state_dir>/endpoints/<name>``, for a valid endpoint name."""
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"endpoint name {name!r} must match {_NAME.pattern}")
-    return Path(state_dir) / "endpoints" / name
-
-
-class LocalEndpoint:
+class LocalEndpoint(EndpointRecord):
     """Vertex AI's endpoint semantics over local prediction servers and the local router."""
 
     def __init__(
@@ -74,50 +83,106 @@ class LocalEndpoint:
         python: str = sys.executable,
         deploy_timeout: float = 60.0,
     ) -> None:
-        self.name = name
-        self.dir = endpoint_dir(state_dir, name)
+        super().__init__(state_dir, name)
         self._env = dict(os.environ if env is None else env)
         self._python = python
         self._deploy_timeout = deploy_timeout
+        # the servers this object started, by operation: only a parent learns an exit code
+        self._launched: dict[str, subprocess.Popen[bytes]] = {}
 
-    def deployed(self) -> builtins.list[DeployedModel]:
-        """Every deployed model, oldest first."""
-        return [_public(m) for m in self._read()["deployed_models"]]
+    def start_deploy(self, version: ModelVersion, traffic_percentage: int = 0) -> str:
+        """Start a server for ``version``, record the operation and return its name at once.
 
-    def traffic(self) -> dict[str, int]:
-        """The current split, every deployed model included (0 where it takes none)."""
-        return dict(self._read()["traffic"])
-
-    def deploy(self, version: ModelVersion, traffic_percentage: int) -> DeployedModel:
-        """Start a server for ``version``; once healthy, add it with its share of traffic."""
-        with self._locked() as record:
-            model_id = str(ID_BASE + record["next_id"])
-            _split_with(record, model_id, traffic_percentage)  # refuse before starting anything
-            record["next_id"] += 1  # claimed even if the deployment fails: ids are never reused
-        model = {
-            "id": model_id,
-            "version_id": version.version_id,
-            "artifact_uri": version.artifact_uri,
-            "created": rfc3339(),
-            "log": str(self.dir / f"server-{model_id}.log"),
-        }
-        process = launch(self._python, self._env, model)
-        await_healthy(model, process, time.monotonic() + self._deploy_timeout)
+        ValueError (nothing started) for a percentage Vertex AI would refuse now; the share is
+        computed again when the deployment completes, from the split of that moment.
+        """
+        process = None
         try:
             with self._locked() as record:
-                # recomputed: the split may have changed while the server was starting
-                record["traffic"] = _split_with(record, model_id, traffic_percentage)
-                record["deployed_models"].append(model)
+                model_id = str(ID_BASE + record["next_id"])
+                split_with(record, model_id, traffic_percentage)  # refuse before starting
+                record["next_id"] += 1  # claimed even if the deployment fails: never reused
+                model = {
+                    "id": model_id,
+                    "version_id": version.version_id,
+                    "artifact_uri": version.artifact_uri,
+                    "created": rfc3339(),
+                    "log": str(self.dir / f"server-{model_id}.log"),
+                }
+                # started under the lock, so the record names every server it started
+                process = launch(self._python, self._env, model)
+                name = ops.add(record, model, traffic_percentage, self._deadline())
         except BaseException:
-            stop_servers([model["pid"]])
+            if process is not None:
+                stop_servers([process.pid])
             raise
-        return _public(model)
+        self._launched[name] = process
+        return name
 
-    def set_traffic(self, split: Mapping[str, int]) -> None:
-        """Replace the split (ValueError unless it is whole, sums to 100, names deployed ids)."""
+    def operation(self, name: str) -> Operation:
+        """The deployment ``name`` now; a pending one is completed or failed if it is due.
+
+        Any process may poll: completing takes the record lock and checks the operation is
+        still the one it judged, so two pollers make one deployed model.
+        """
+        found = ops.find(self._read(), name)
+        if found["done"] or found["stopped"]:
+            return ops.outcome(found)  # stopped with the mesh: restore() starts it again
+        model = found["model"]
+        pid = model["pid"]
+        if running(pid) and healthy(model):
+            return self._settle(name, pid, None)
+        if running(pid):
+            if time.time() <= found["deadline"]:
+                return ops.outcome(found)
+            return self._settle(name, pid, "did not become healthy in time")
+        launched = self._launched.get(name)
+        code = launched.poll() if launched is not None and launched.pid == pid else None
+        return self._settle(name, pid, "exited" if code is None else f"exited with code {code}")
+
+    def _settle(self, name: str, pid: int, failed: str | None) -> Operation:
+        """Complete (``failed`` None) or fail the pending operation whose server is ``pid``.
+
+        A failed server is stopped only after the record says so: stopped before, it could be
+        one that another poller just found healthy and deployed.
+        """
         with self._locked() as record:
-            ids = [m["id"] for m in record["deployed_models"]]
-            record["traffic"] = check_split(split, ids)
+            found = ops.find(record, name)
+            if found["done"] or found["model"]["pid"] != pid or (failed and found["stopped"]):
+                # settled or restarted meanwhile, or its server stopped with the mesh
+                return ops.outcome(found)
+            model = found["model"]
+            if failed is None:
+                try:
+                    # recomputed: the split may have changed while the server was starting
+                    record["traffic"] = split_with(record, model["id"], found["percentage"])
+                except ValueError as exc:
+                    failed = f"could not take its traffic share any more: {exc}"
+                else:
+                    record["deployed_models"].append(model)
+            ops.finish(record, found, None if failed is None else failure(model, failed))
+        if failed is not None:
+            stop_servers([pid])
+        self._launched.pop(name, None)
+        return ops.outcome(found)
+
+    def deploy(self, version: ModelVersion, traffic_percentage: int) -> DeployedModel:
+        """Start the deployment, then poll it until the server serves or fails."""
+        name = self.start_deploy(version, traffic_percentage)
+        try:
+            while not (found := self.operation(name)).done:
+                time.sleep(POLL_SECONDS)  # start-up only: bounded by the deploy deadline
+        except BaseException:
+            # a caller giving up on a blocking deploy cancels it, as the old wait did
+            self._cancel(name)
+            raise
+        if found.error is not None:
+            raise DeployError(found.error)
+        return public(find_model(self._read(), str(found.deployed_model_id)))
+
+    def _cancel(self, name: str) -> None:
+        if (process := self._launched.get(name)) is not None:
+            self._settle(name, process.pid, "was stopped: the deploy was interrupted")
 
     def undeploy(self, deployed_model_id: str) -> None:
         """Remove a model without traffic and stop its server.
@@ -125,7 +190,7 @@ class LocalEndpoint:
         As on Vertex AI, the last deployed model may go with its 100 %: the split becomes {}.
         """
         with self._locked() as record:
-            model = _find(record, deployed_model_id, self.name)
+            model = find_model(record, deployed_model_id)
             others = [m["id"] for m in record["deployed_models"] if m is not model]
             share = record["traffic"].get(deployed_model_id, 0)
             if share and others:
@@ -201,18 +266,43 @@ class LocalEndpoint:
         return found if found and alive(found.get("pid"), ROUTER_MARK) else None
 
     def stop_servers(self) -> builtins.list[str]:
-        """Stop every server process and keep the record, for :meth:`restore` to restart."""
-        models = self._read()["deployed_models"]
+        """Stop every server process and keep the record, for :meth:`restore` to restart.
+
+        Returns the ids whose server ran: deployed models, and deployments in progress, which
+        stay pending (not failed) until restore starts them again.
+        """
+        with self._locked() as record:
+            pending = ops.pending(record)
+            for found in pending:
+                found["stopped"] = True
+        models = [*self._read()["deployed_models"], *(found["model"] for found in pending)]
         stopped = stop_servers(m.get("pid") for m in models)
         return [m["id"] for m in models if m.get("pid") in stopped]
 
     def restore(self) -> builtins.list[str]:
         """Restart the servers that are not running, on new ports; returns their ids.
 
+        Deployments in progress whose server is gone (stopped with the mesh, or killed) start
+        again with a fresh deadline and complete when next polled, as they would on Vertex AI.
         Raises DeployError naming the models that did not come back (the others are restored).
         """
+        failures: builtins.list[str] = []
+        relaunched = []
+        with self._locked() as record:
+            for found in ops.pending(record):
+                if running(found["model"]["pid"]):
+                    found["stopped"] = False  # it outlived the stop: polls judge it again
+                    continue
+                try:
+                    process = launch(self._python, self._env, found["model"])
+                except DeployError as exc:
+                    failures.append(str(exc))  # left pending on a dead pid: next poll fails it
+                    continue
+                self._launched[found["name"]] = process
+                found.update(deadline=self._deadline(), stopped=False)
+                relaunched.append(found["model"]["id"])
         dead = [dict(m) for m in self._read()["deployed_models"] if not running(m.get("pid"))]
-        launched, failures = [], []
+        launched = []
         for model in dead:  # all start before any is awaited: they load in parallel
             try:
                 launched.append((model, launch(self._python, self._env, model)))
@@ -235,18 +325,11 @@ class LocalEndpoint:
         stop_servers(gone["pid"] for gone in restarted.values())  # undeployed while restarting
         if failures:
             raise DeployError("could not restore every deployed model:\n" + "\n".join(failures))
-        return ids
+        return ids + relaunched
 
-    def _read(self) -> dict[str, Any]:
-        return read_json(self.dir / RECORD) or _empty(self.name)
-
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        """The record to change in place; written back when the block ends without error."""
-        with file_lock(self.dir / LOCK, LOCK_SECONDS, poll=0.01):
-            record = self._read()
-            yield record
-            write_json(self.dir / RECORD, record)
+    def _deadline(self) -> float:
+        # wall-clock: the operation may be polled by another process
+        return time.time() + self._deploy_timeout
 
     def _router_stats(self) -> dict[str, Any]:
         router = self.router()
@@ -255,29 +338,3 @@ class LocalEndpoint:
         path = f"/v1/endpoints/{self.name}/stats"
         status, body = call(router["url"], "GET", path, timeout=2.0)
         return dict(body.get("deployed_models", {})) if status == 200 else {}
-
-
-def _empty(name: str) -> dict[str, Any]:
-    return {"endpoint": name, "next_id": 1, "deployed_models": [], "traffic": {}}
-
-
-def _find(record: Mapping[str, Any], deployed_model_id: str, name: str) -> dict[str, Any]:
-    for model in record["deployed_models"]:
-        if model["id"] == deployed_model_id:
-            found: dict[str, Any] = model
-            return found
-    ids = [m["id"] for m in record["deployed_models"]]
-    raise KeyError(f"{deployed_model_id!r} is not deployed on endpoint {name} (deployed: {ids})")
-
-
-def _split_with(record: Mapping[str, Any], model_id: str, percentage: int) -> dict[str, int]:
-    """The full split after adding ``model_id``; ValueError as Vertex AI would refuse it."""
-    taking = {i: share for i, share in record["traffic"].items() if share}
-    # only models with traffic take part: Vertex hands the rounding remainder to them alone
-    split = allocate(taking, model_id, percentage)
-    ids = [m["id"] for m in record["deployed_models"]] + [model_id]
-    return check_split(split, ids)
-
-
-def _public(model: Mapping[str, Any]) -> DeployedModel:
-    return DeployedModel(model["id"], model["version_id"], model["created"])
