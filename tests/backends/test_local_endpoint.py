@@ -18,8 +18,9 @@ from contract_endpoint import PROBE, EndpointContract, VersionFor, finish
 from run_folders import upload_folder
 
 from salesmesh.backends import endpoint as build_endpoint
-from salesmesh.backends import local_operations as ops
+from salesmesh.backends import local_deployments as ops
 from salesmesh.backends.local_endpoint import ID_BASE, RECORD, LocalEndpoint, read_json
+from salesmesh.backends.local_record import empty
 from salesmesh.backends.local_servers import healthy, running
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.local.router import RouterProcess
@@ -257,7 +258,7 @@ def test_deployment_stopped_with_the_mesh_waits_for_restore(tmp_path: Path) -> N
 
 def test_record_keeps_the_newest_done_operations() -> None:
     """Past KEPT_DONE done operations the oldest are dropped (KeyError); pending ones stay."""
-    record: dict[str, Any] = {"endpoint": "salesmesh"}
+    record = empty("salesmesh")
     names = [
         ops.add(record, {"id": str(n), "version_id": "1"}, 0, 0.0) for n in range(ops.KEPT_DONE + 3)
     ]

@@ -164,9 +164,9 @@ class VertexEndpoint(VertexBackend):
 
     def _operation(self, name: str) -> tuple[Operation, Exception | None]:
         """The operation and, if it failed, its error as the API exception it stands for."""
-        # an operation of this endpoint is named <endpoint, by project number>/operations/N
-        own = "/endpoints/" + self.resource_name.rsplit("/", 1)[-1] + "/operations/"
-        if own not in name:
+        # Vertex AI names it <this endpoint>/operations/N, with the project's number for its id
+        own = "/".join(self.resource_name.split("/")[2:]) + "/operations/"
+        if not (name.startswith("projects/") and own in name):
             raise KeyError(f"{name!r} is not an operation of endpoint {self.resource_name}")
         errors = api_errors()
         longrunning = importlib.import_module("google.longrunning.operations_pb2")

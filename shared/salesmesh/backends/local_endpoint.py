@@ -11,7 +11,7 @@ validated with :func:`~salesmesh.ports.allocate` before anything starts, and a m
 record only once its health route answers, so a failed deployment leaves the endpoint as it was.
 
 A deployment is a long-running operation, as on Vertex AI
-(:mod:`salesmesh.backends.local_operations`): :meth:`LocalEndpoint.start_deploy` starts the
+(:mod:`salesmesh.backends.local_deployments`): :meth:`LocalEndpoint.start_deploy` starts the
 server and records the operation; whoever polls :meth:`LocalEndpoint.operation` next, from any
 process, finds the server healthy and completes it, or dead or late and fails it. A mesh restart
 does not lose it: :meth:`~LocalEndpoint.stop_servers` stops its server and
@@ -21,44 +21,35 @@ does not lose it: :meth:`~LocalEndpoint.stop_servers` stops its server and
 from __future__ import annotations
 
 import builtins
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from functools import partial
-from pathlib import Path
 from typing import Any
 
-from salesmesh.backends import local_operations as ops
+from salesmesh.backends import local_deployments as ops
+from salesmesh.backends.local_deployments import Deployments
 from salesmesh.backends.local_record import (
     ID_BASE,
     RECORD,
-    EndpointRecord,
     endpoint_dir,
     find_model,
-    public,
-    split_with,
 )
 from salesmesh.backends.local_servers import (
     HEALTH_ROUTE,
     PREDICT_ROUTE,
     await_healthy,
     call,
-    failure,
-    healthy,
     launch,
     running,
     stop_servers,
 )
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.local.processes import alive, read_json, write_json
-from salesmesh.ports import DeployedModel, Health, ModelVersion, Operation, rfc3339
+from salesmesh.ports import Health
 
 ROUTER_FILE = "router.json"  # written by the router while it listens
 METRICS_FILE = "metrics.jsonl"
 ROUTER_MARK = "salesmesh.local.router"
-POLL_SECONDS = 0.1  # deploy()'s pace while a server starts (about 2 s)
 __all__ = [
     "ID_BASE",
     "METRICS_FILE",
@@ -71,118 +62,8 @@ __all__ = [
 ]
 
 
-class LocalEndpoint(EndpointRecord):
+class LocalEndpoint(Deployments):
     """Vertex AI's endpoint semantics over local prediction servers and the local router."""
-
-    def __init__(
-        self,
-        state_dir: Path,
-        name: str = "salesmesh",
-        env: Mapping[str, str] | None = None,
-        *,
-        python: str = sys.executable,
-        deploy_timeout: float = 60.0,
-    ) -> None:
-        super().__init__(state_dir, name)
-        self._env = dict(os.environ if env is None else env)
-        self._python = python
-        self._deploy_timeout = deploy_timeout
-        # the servers this object started, by operation: only a parent learns an exit code
-        self._launched: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start_deploy(self, version: ModelVersion, traffic_percentage: int = 0) -> str:
-        """Start a server for ``version``, record the operation and return its name at once.
-
-        ValueError (nothing started) for a percentage Vertex AI would refuse now; the share is
-        computed again when the deployment completes, from the split of that moment.
-        """
-        process = None
-        try:
-            with self._locked() as record:
-                model_id = str(ID_BASE + record["next_id"])
-                split_with(record, model_id, traffic_percentage)  # refuse before starting
-                record["next_id"] += 1  # claimed even if the deployment fails: never reused
-                model = {
-                    "id": model_id,
-                    "version_id": version.version_id,
-                    "artifact_uri": version.artifact_uri,
-                    "created": rfc3339(),
-                    "log": str(self.dir / f"server-{model_id}.log"),
-                }
-                # started under the lock, so the record names every server it started
-                process = launch(self._python, self._env, model)
-                name = ops.add(record, model, traffic_percentage, self._deadline())
-        except BaseException:
-            if process is not None:
-                stop_servers([process.pid])
-            raise
-        self._launched[name] = process
-        return name
-
-    def operation(self, name: str) -> Operation:
-        """The deployment ``name`` now; a pending one is completed or failed if it is due.
-
-        Any process may poll: completing takes the record lock and checks the operation is
-        still the one it judged, so two pollers make one deployed model.
-        """
-        found = ops.find(self._read(), name)
-        if found["done"] or found["stopped"]:
-            return ops.outcome(found)  # stopped with the mesh: restore() starts it again
-        model = found["model"]
-        pid = model["pid"]
-        if running(pid) and healthy(model):
-            return self._settle(name, pid, None)
-        if running(pid):
-            if time.time() <= found["deadline"]:
-                return ops.outcome(found)
-            return self._settle(name, pid, "did not become healthy in time")
-        launched = self._launched.get(name)
-        code = launched.poll() if launched is not None and launched.pid == pid else None
-        return self._settle(name, pid, "exited" if code is None else f"exited with code {code}")
-
-    def _settle(self, name: str, pid: int, failed: str | None) -> Operation:
-        """Complete (``failed`` None) or fail the pending operation whose server is ``pid``.
-
-        A failed server is stopped only after the record says so: stopped before, it could be
-        one that another poller just found healthy and deployed.
-        """
-        with self._locked() as record:
-            found = ops.find(record, name)
-            if found["done"] or found["model"]["pid"] != pid or (failed and found["stopped"]):
-                # settled or restarted meanwhile, or its server stopped with the mesh
-                return ops.outcome(found)
-            model = found["model"]
-            if failed is None:
-                try:
-                    # recomputed: the split may have changed while the server was starting
-                    record["traffic"] = split_with(record, model["id"], found["percentage"])
-                except ValueError as exc:
-                    failed = f"could not take its traffic share any more: {exc}"
-                else:
-                    record["deployed_models"].append(model)
-            ops.finish(record, found, None if failed is None else failure(model, failed))
-        if failed is not None:
-            stop_servers([pid])
-        self._launched.pop(name, None)
-        return ops.outcome(found)
-
-    def deploy(self, version: ModelVersion, traffic_percentage: int) -> DeployedModel:
-        """Start the deployment, then poll it until the server serves or fails."""
-        name = self.start_deploy(version, traffic_percentage)
-        try:
-            while not (found := self.operation(name)).done:
-                time.sleep(POLL_SECONDS)  # start-up only: bounded by the deploy deadline
-        except BaseException:
-            # a caller giving up on a blocking deploy cancels it, as the old wait did
-            self._cancel(name)
-            raise
-        if found.error is not None:
-            raise DeployError(found.error)
-        return public(find_model(self._read(), str(found.deployed_model_id)))
-
-    def _cancel(self, name: str) -> None:
-        if (process := self._launched.get(name)) is not None:
-            self._settle(name, process.pid, "was stopped: the deploy was interrupted")
 
     def undeploy(self, deployed_model_id: str) -> None:
         """Remove a model without traffic and stop its server.
@@ -271,10 +152,12 @@ class LocalEndpoint(EndpointRecord):
         Returns the ids whose server ran: deployed models, and deployments in progress, which
         stay pending (not failed) until restore starts them again.
         """
-        with self._locked() as record:
-            pending = ops.pending(record)
-            for found in pending:
-                found["stopped"] = True
+        pending = []
+        if ops.pending(self._read()):
+            with self._locked() as record:
+                pending = ops.pending(record)
+                for found in pending:
+                    found["stopped"] = True
         models = [*self._read()["deployed_models"], *(found["model"] for found in pending)]
         stopped = stop_servers(m.get("pid") for m in models)
         return [m["id"] for m in models if m.get("pid") in stopped]
@@ -287,20 +170,7 @@ class LocalEndpoint(EndpointRecord):
         Raises DeployError naming the models that did not come back (the others are restored).
         """
         failures: builtins.list[str] = []
-        relaunched = []
-        with self._locked() as record:
-            for found in ops.pending(record):
-                if running(found["model"]["pid"]):
-                    found["stopped"] = False  # it outlived the stop: polls judge it again
-                    continue
-                try:
-                    process = launch(self._python, self._env, found["model"])
-                except DeployError as exc:
-                    failures.append(str(exc))  # left pending on a dead pid: next poll fails it
-                    continue
-                self._launched[found["name"]] = process
-                found.update(deadline=self._deadline(), stopped=False)
-                relaunched.append(found["model"]["id"])
+        relaunched = self._relaunch_pending(failures)
         dead = [dict(m) for m in self._read()["deployed_models"] if not running(m.get("pid"))]
         launched = []
         for model in dead:  # all start before any is awaited: they load in parallel
@@ -326,10 +196,6 @@ class LocalEndpoint(EndpointRecord):
         if failures:
             raise DeployError("could not restore every deployed model:\n" + "\n".join(failures))
         return ids + relaunched
-
-    def _deadline(self) -> float:
-        # wall-clock: the operation may be polled by another process
-        return time.time() + self._deploy_timeout
 
     def _router_stats(self) -> dict[str, Any]:
         router = self.router()

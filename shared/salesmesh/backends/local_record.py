@@ -2,7 +2,7 @@
 
 ``endpoint.json`` in the endpoint's folder holds the deployed models (with their server's port,
 pid and log), the split, the deployments in progress and recently done
-(:mod:`salesmesh.backends.local_operations`), and the counters ids come from. Every
+(:mod:`salesmesh.backends.local_deployments`), and the counters ids come from. Every
 read-modify-write holds an ``fcntl`` lock on ``endpoint.lock`` (:func:`salesmesh.locks.
 file_lock`) and replaces the file atomically, so the router, which rereads it when its inode,
 mtime or size changes, sees the old record or the new one, never half of one.
@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from salesmesh.backends import local_operations as ops
 from salesmesh.local.processes import read_json, write_json
 from salesmesh.locks import file_lock
 from salesmesh.ports import DeployedModel, allocate, check_split
@@ -62,7 +61,8 @@ class EndpointRecord:
 
     def _read(self) -> dict[str, Any]:
         record = read_json(self.dir / RECORD) or empty(self.name)
-        ops.upgrade(record)
+        for key, value in empty(self.name).items():
+            record.setdefault(key, value)  # a record written before a field existed
         return record
 
     @contextmanager
@@ -76,7 +76,14 @@ class EndpointRecord:
 
 def empty(name: str) -> dict[str, Any]:
     """The record of an endpoint nothing was ever deployed to."""
-    return {"endpoint": name, "next_id": 1, "deployed_models": [], "traffic": {}}
+    return {
+        "endpoint": name,
+        "next_id": 1,
+        "deployed_models": [],
+        "traffic": {},
+        "next_operation": 1,
+        "operations": [],  # deployments in progress and recently done: local_deployments
+    }
 
 
 def find_model(record: Mapping[str, Any], deployed_model_id: str) -> dict[str, Any]:
