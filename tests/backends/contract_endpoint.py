@@ -11,15 +11,26 @@ A backend's test module subclasses :class:`EndpointContract` and provides:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import pytest
 
 from salesmesh.errors import DeployError, PredictionError
-from salesmesh.ports import Endpoint, ModelVersion
+from salesmesh.ports import Endpoint, ModelVersion, Operation
 
 VersionFor = Callable[[int], ModelVersion]
 PROBE = {"store_id": "S01", "product_id": "P001", "horizon": 7}
+
+
+def finish(endpoint: Endpoint, name: str, limit: float = 120.0) -> Operation:
+    """Poll operation ``name`` until done; until then it must read as pending under its name."""
+    deadline = time.monotonic() + limit
+    while not (found := endpoint.operation(name)).done:
+        assert found == Operation(name, done=False), found
+        assert time.monotonic() < deadline, f"{name} still not done after {limit:g} s"
+        time.sleep(0.05)
+    return found
 
 
 class EndpointContract:
@@ -170,3 +181,42 @@ class EndpointContract:
             endpoint.deploy(broken_version, 0)
         assert [d.id for d in endpoint.deployed()] == [first.id]
         assert endpoint.traffic() == {first.id: 100}
+
+    def test_started_deployment_ends_with_the_deployed_model(
+        self, endpoint: Endpoint, version_for: VersionFor
+    ) -> None:
+        """start_deploy names an operation that ends done with a model listed at its share."""
+        first = endpoint.deploy(version_for(1), 0)
+        name = endpoint.start_deploy(version_for(2), 10)
+        done = finish(endpoint, name)
+        assert (done.name, done.error) == (name, None)
+        (new,) = [d for d in endpoint.deployed() if d.id == done.deployed_model_id]
+        assert new.version_id == version_for(2).version_id
+        assert endpoint.traffic() == {first.id: 90, new.id: 10}
+        assert endpoint.operation(name) == done  # a done operation keeps its outcome
+
+    def test_failed_deployment_ends_with_an_error(
+        self, endpoint: Endpoint, version_for: VersionFor, broken_version: ModelVersion
+    ) -> None:
+        """A deployment that never serves ends done with an error; the endpoint is unchanged."""
+        first = endpoint.deploy(version_for(1), 0)
+        name = endpoint.start_deploy(broken_version, 10)
+        failed = finish(endpoint, name)
+        assert failed.error and failed.deployed_model_id is None
+        assert [d.id for d in endpoint.deployed()] == [first.id]
+        assert endpoint.traffic() == {first.id: 100}
+        assert endpoint.operation(name) == failed
+
+    def test_start_deploy_refuses_before_starting(
+        self, endpoint: Endpoint, version_for: VersionFor
+    ) -> None:
+        """A first deployment asking for 1-99 % is a ValueError at once; nothing is deployed."""
+        with pytest.raises(ValueError):
+            endpoint.start_deploy(version_for(1), 50)
+        assert (endpoint.deployed(), endpoint.traffic()) == ([], {})
+
+    def test_unknown_operation(self, endpoint: Endpoint) -> None:
+        """An operation name the endpoint never gave is a KeyError."""
+        for name in ("deploy-999", "projects/p/locations/l/endpoints/e/operations/1"):
+            with pytest.raises(KeyError):
+                endpoint.operation(name)

@@ -1,9 +1,10 @@
 """The Vertex AI endpoint backend against the installed SDK, with Vertex AI's services faked.
 
-Only the SDK's generated v1 clients are patched (autospec, see ``fake_vertex``), so
-``Endpoint.deploy``'s own argument checks and traffic allocation, ``undeploy`` and ``update``
-run as in production. Versions come from the Vertex registry backend; deployed models serve the
-session's real trained artifact, and the broken one fails its deploy as Vertex AI would.
+Only the SDK's generated v1 clients are patched (autospec, see ``fake_vertex``), so a wrong
+argument to ``deploy_model``, ``undeploy_model`` or ``get_operation`` fails here, and the SDK's
+``Endpoint.update`` and ``predict`` run as in production. Versions come from the Vertex registry
+backend; deployed models serve the session's real trained artifact, and the broken one fails its
+deploy as Vertex AI would. Deployments take the fake's clock time (0 unless a test sets it).
 """
 
 from __future__ import annotations
@@ -21,16 +22,17 @@ from google.api_core import exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import aiplatform
 
-from salesmesh.backends.gcp_endpoint import VertexEndpoint, _reasons
+from salesmesh.backends.gcp_endpoint import LONGEST_POLL_SECONDS, VertexEndpoint, _reasons
 from salesmesh.backends.gcp_registry import VertexModelRegistry
 from salesmesh.errors import DeployError, PredictionError
-from salesmesh.ports import ModelVersion, allocate
+from salesmesh.ports import ModelVersion, Operation, allocate
 
 MODEL = "salesmesh-demand"
 IMAGE = "europe-docker.pkg.dev/demo-project/salesmesh/serve:1"
 SERVICE_ACCOUNT = "serving@demo-project.iam.gserviceaccount.com"
 CREDENTIALS = AnonymousCredentials()
-SERVED = f"projects/{PROJECT_NUMBER}/locations/{LOCATION}/models/{MODEL}"
+# the version as the backend names it (Vertex AI takes the project id or its number)
+SERVED = f"projects/{PROJECT}/locations/{LOCATION}/models/{MODEL}"
 
 
 @pytest.fixture
@@ -131,12 +133,84 @@ def test_broken_deploy_is_a_deploy_error_with_vertex_cause(endpoint, version_for
     assert f"version {broken_version.version_id}" in str(caught.value)
 
 
-def test_deploying_an_unregistered_version_is_a_deploy_error(vertex, endpoint):
-    """A version the registry does not hold cannot be deployed, and nothing is sent."""
+def test_deploying_an_unregistered_version_is_refused_at_once(vertex, endpoint):
+    """Vertex AI refuses a version the registry does not hold: DeployError, no operation."""
     ghost = ModelVersion("42", "gs://salesmesh-models/runs/ghost", "2026-11-03T00:00:00.000Z")
-    with pytest.raises(DeployError, match="42"):
-        endpoint.deploy(ghost, 0)
-    assert deploys(vertex) == []
+    with pytest.raises(DeployError, match="42") as caught:
+        endpoint.start_deploy(ghost, 0)
+    assert isinstance(caught.value.__cause__, exceptions.NotFound)
+    assert vertex.operations == {}
+    assert (endpoint.deployed(), endpoint.traffic()) == ([], {})
+
+
+def test_deployment_takes_its_time_on_the_fake_clock(vertex, endpoint, version_for):
+    """A 15-minute deployment is pending (nothing listed) until its time has passed, then done."""
+    vertex.deploy_seconds = 900
+    name = endpoint.start_deploy(version_for(1), 0)
+    prefix = f"projects/{PROJECT_NUMBER}/locations/{LOCATION}/endpoints/salesmesh/operations/"
+    assert name.startswith(prefix)
+    vertex.clock.advance(899)
+    assert endpoint.operation(name) == Operation(name, done=False)
+    assert (endpoint.deployed(), endpoint.traffic()) == ([], {})
+    vertex.clock.advance(1)
+    done = endpoint.operation(name)
+    assert done.done and done.error is None
+    assert endpoint.traffic() == {done.deployed_model_id: 100}
+    assert endpoint.health(str(done.deployed_model_id), PROBE).ok
+
+
+def test_failed_deployment_reports_vertex_status(vertex, endpoint, broken_version):
+    """A container that never became ready fails its operation with Vertex AI's status."""
+    vertex.deploy_seconds = 60
+    name = endpoint.start_deploy(broken_version, 0)
+    assert not endpoint.operation(name).done
+    vertex.clock.advance(60)
+    failed = endpoint.operation(name)
+    assert failed.done and failed.deployed_model_id is None
+    assert failed.error is not None and failed.error.startswith("FAILED_PRECONDITION: ")
+    assert "never became ready" in failed.error
+
+
+def test_deploy_polls_with_backoff_until_done(vertex, version_for):
+    """deploy() waits out a 15-minute operation by polling, each wait at most 30 s."""
+    vertex.deploy_seconds = 900
+    endpoint = VertexEndpoint(
+        PROJECT, LOCATION, "salesmesh", MODEL, credentials=CREDENTIALS, sleep=vertex.clock.advance
+    )
+    deployed = endpoint.deploy(version_for(1), 0)
+    assert endpoint.traffic() == {deployed.id: 100}
+    assert 900 <= vertex.clock.now < 900 + LONGEST_POLL_SECONDS
+    polls = [request.name for name, request in vertex.calls if name == "get_operation"]
+    assert 900 / LONGEST_POLL_SECONDS < len(polls) < 45  # backed off, yet never slept past 30 s
+
+
+def test_operations_not_of_this_endpoint_are_unknown(vertex, endpoint, version_for):
+    """Another endpoint's name, an unknown id and an undeploy operation are all KeyError."""
+    name = endpoint.start_deploy(version_for(1), 0)
+    vertex.calls.clear()
+    with pytest.raises(KeyError):
+        endpoint.operation(name.replace("/endpoints/salesmesh/", "/endpoints/other/"))
+    assert vertex.calls == []  # refused without asking Vertex AI
+    with pytest.raises(KeyError, match="knows no operation"):
+        endpoint.operation(name.rsplit("/", 1)[0] + "/operations/12345")
+    endpoint.undeploy(str(endpoint.operation(name).deployed_model_id))
+    *_, undeploy = vertex.operations  # the newest operation of the fake
+    with pytest.raises(KeyError, match="not a deployment"):
+        endpoint.operation(undeploy)
+
+
+def test_undeploy_does_not_wait_for_vertex(vertex, endpoint, version_for):
+    """undeploy returns once Vertex AI accepted it; the model stays listed until it is done."""
+    first = endpoint.deploy(version_for(1), 0)
+    second = endpoint.deploy(version_for(2), 0)
+    vertex.undeploy_seconds = 600
+    endpoint.undeploy(second.id)  # the fake's future fails the test if it is waited on
+    (request,) = [r for name, r in vertex.calls if name == "undeploy_model"]
+    assert dict(request.traffic_split) == {first.id: 100}
+    assert [d.id for d in endpoint.deployed()] == [first.id, second.id]
+    vertex.clock.advance(600)
+    assert [d.id for d in endpoint.deployed()] == [first.id]
+    assert endpoint.traffic() == {first.id: 100}
 
 
 def test_bad_split_is_refused_before_vertex_is_asked(vertex, endpoint, version_for):

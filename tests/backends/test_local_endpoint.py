@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
-from contract_endpoint import PROBE, EndpointContract, VersionFor
+from contract_endpoint import PROBE, EndpointContract, VersionFor, finish
 from run_folders import upload_folder
 
 from salesmesh.backends import endpoint as build_endpoint
+from salesmesh.backends import local_deployments as ops
 from salesmesh.backends.local_endpoint import ID_BASE, RECORD, LocalEndpoint, read_json
+from salesmesh.backends.local_record import empty
+from salesmesh.backends.local_servers import healthy, running
 from salesmesh.errors import DeployError, PredictionError
 from salesmesh.local.router import RouterProcess
-from salesmesh.ports import ModelVersion, rfc3339
+from salesmesh.ports import ModelVersion, Operation, rfc3339
 
 
 @pytest.fixture(scope="module")
@@ -171,3 +178,94 @@ def test_predict_without_a_router_says_how_to_start_one(tmp_path: Path) -> None:
     with pytest.raises(PredictionError, match="start the mesh: salesmesh up"):
         endpoint.predict([PROBE])
     assert endpoint.health("1000000001", PROBE).reason.startswith("1000000001 is not deployed")
+
+
+def _pending(endpoint: LocalEndpoint, name: str) -> dict[str, Any]:
+    """The pending operation's model entry (port, pid) as the record holds it."""
+    record = read_json(endpoint.dir / RECORD)
+    assert record is not None
+    found = ops.find(record, name)
+    assert not found["done"], found
+    model: dict[str, Any] = found["model"]
+    return model
+
+
+def _until(condition: Any, what: str, limit: float = 60.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} after {limit:g} s"
+        time.sleep(0.05)
+
+
+def test_two_pollers_make_one_deployed_model(
+    endpoint: LocalEndpoint, version_for: VersionFor, server_env: dict[str, str]
+) -> None:
+    """Two endpoints polling a deployment whose server just turned healthy complete it once."""
+    name = endpoint.start_deploy(version_for(1), 0)
+    model = _pending(endpoint, name)
+    _until(lambda: healthy(model), "the server is not healthy")
+    other = LocalEndpoint(endpoint.dir.parents[1], env=server_env)  # as another process would
+    start = threading.Barrier(2)
+    seen: list[Operation] = []
+
+    def poll(poller: LocalEndpoint) -> None:
+        start.wait()
+        seen.append(poller.operation(name))
+
+    threads = [threading.Thread(target=poll, args=(e,)) for e in (endpoint, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    first, second = seen
+    assert first == second == Operation(name, done=True, deployed_model_id=model["id"])
+    assert [d.id for d in endpoint.deployed()] == [model["id"]]
+    assert endpoint.traffic() == {model["id"]: 100}
+
+
+def test_restore_restarts_a_deployment_whose_server_was_killed(
+    endpoint: LocalEndpoint, version_for: VersionFor
+) -> None:
+    """A pending deployment whose server got kill -9 starts again on restore and completes."""
+    name = endpoint.start_deploy(version_for(1), 0)
+    killed = _pending(endpoint, name)
+    os.killpg(killed["pid"], signal.SIGKILL)
+    _until(lambda: not running(killed["pid"]), "the killed server still runs", 10.0)
+    assert endpoint.restore() == [killed["id"]]
+    assert _pending(endpoint, name)["pid"] not in (None, killed["pid"])
+    done = finish(endpoint, name)
+    assert done == Operation(name, done=True, deployed_model_id=killed["id"])
+    assert endpoint.predict([PROBE])["deployedModelId"] == killed["id"]
+
+
+def test_deployment_stopped_with_the_mesh_waits_for_restore(tmp_path: Path) -> None:
+    """stop_servers leaves a deployment pending (not failed); restore starts its server anew."""
+    python = _fake_python(tmp_path, "exec sleep 60")  # a server that never becomes healthy
+    endpoint = LocalEndpoint(tmp_path / "state", python=python, deploy_timeout=30.0)
+    name = endpoint.start_deploy(ModelVersion("7", "gs://m/runs/r-7", "t"), 0)  # no wait
+    stopped = _pending(endpoint, name)
+    try:
+        assert endpoint.stop_servers() == [stopped["id"]]
+        assert not running(stopped["pid"])
+        assert endpoint.operation(name) == Operation(name, done=False)
+        assert endpoint.restore() == [stopped["id"]]
+        assert running(_pending(endpoint, name)["pid"])
+        assert endpoint.operation(name) == Operation(name, done=False)
+    finally:
+        endpoint.stop_servers()
+    assert endpoint.deployed() == []
+
+
+def test_record_keeps_the_newest_done_operations() -> None:
+    """Past KEPT_DONE done operations the oldest are dropped (KeyError); pending ones stay."""
+    record = empty("salesmesh")
+    names = [
+        ops.add(record, {"id": str(n), "version_id": "1"}, 0, 0.0) for n in range(ops.KEPT_DONE + 3)
+    ]
+    for name in names[1:]:
+        ops.finish(record, ops.find(record, name), None)
+    assert not ops.find(record, names[0])["done"]  # pending: kept whatever its age
+    with pytest.raises(KeyError):
+        ops.find(record, names[1])
+    assert ops.outcome(ops.find(record, names[3])) == Operation(names[3], True, None, "3")
+    assert len(record["operations"]) == ops.KEPT_DONE + 1

@@ -14,6 +14,7 @@ import http.client
 import json
 import subprocess
 from collections.abc import Iterable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,17 +57,24 @@ def await_healthy(
 ) -> None:
     """Return once the server's health route answers 200; else stop it and raise DeployError."""
 
-    def healthy() -> bool:
-        return call(model["port"], "GET", HEALTH_ROUTE, timeout=1.0)[0] == 200
-
     def failed(code: int | None) -> DeployError:
         how = "did not become healthy in time" if code is None else f"exited with code {code}"
-        return DeployError(
-            f"the prediction server of {describe(model)} {how}. "
-            f"Last lines of {model['log']}:\n{tail(Path(model['log']))}"
-        )
+        return DeployError(failure(model, how))
 
-    await_ready(process, healthy, deadline, failed, interval=0.1)
+    await_ready(process, partial(healthy, model), deadline, failed, interval=0.1)
+
+
+def healthy(model: Mapping[str, Any]) -> bool:
+    """True if the server's health route answers 200 now."""
+    return call(model["port"], "GET", HEALTH_ROUTE, timeout=1.0)[0] == 200
+
+
+def failure(model: Mapping[str, Any], how: str) -> str:
+    """Why ``model``'s server failed (``how``), with the last lines of its log."""
+    return (
+        f"the prediction server of {describe(model)} {how}. "
+        f"Last lines of {model['log']}:\n{tail(Path(model['log']))}"
+    )
 
 
 def running(pid: object) -> bool:
