@@ -1,6 +1,9 @@
-"""deploy_model's logic on the real local backends: registry in an emulated bucket, endpoint of
-real prediction-server processes. Each deployment starts a server (seconds), so every test
-deploys only what its claim needs."""
+"""deploy_model and the rollout's steps on the real local backends: registry and ledger in an
+emulated bucket, step tasks in the local queue, an endpoint of real prediction-server processes.
+
+Steps are delivered here by :meth:`World.drain`, in due order, as the mesh's delivery loop
+would; each deployment starts a real server (seconds), so every test deploys only what its
+claim needs."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,20 +23,24 @@ from run_folders import upload_folder
 
 from salesmesh.artifact import MANIFEST, write_manifest
 from salesmesh.backends.local_endpoint import LocalEndpoint
+from salesmesh.backends.local_metrics import LocalMetrics
 from salesmesh.backends.local_registry import LocalModelRegistry
+from salesmesh.backends.local_tasks import LocalTaskQueue
 from salesmesh.events import StorageObject
 from salesmesh.locks import file_lock
 from salesmesh.logs import CapturingLogger, capture
-from salesmesh.ports import CHAMPION, PREVIOUS, Health
-from salesmesh.rollout import deploy
+from salesmesh.ports import CHAMPION, PREVIOUS, ModelMetrics
+from salesmesh.rollout import deploy, steps
+from salesmesh.rollout.ledger import LedgerStore
 from salesmesh.settings import Settings
 
 
 class World:
-    """A model bucket, a registry and an endpoint, and a way to publish runs into them."""
+    """A model bucket, the state bucket's registry, ledger and task queue, an endpoint, and a
+    way to publish runs into them and deliver the rollout's step tasks."""
 
     def __init__(self, bucket: Any, state: Any, state_dir: Path, emulator: str) -> None:
-        self.bucket, self.state_dir = bucket, state_dir
+        self.bucket, self.state, self.state_dir = bucket, state, state_dir
         self.settings = Settings(
             state_dir=state_dir, state_bucket=state.name, canary_seconds=0, keep_deployed=2
         )
@@ -40,6 +48,22 @@ class World:
         env = {"STORAGE_EMULATOR_HOST": emulator, "GOOGLE_CLOUD_PROJECT": "salesmesh-test"}
         self.endpoint = LocalEndpoint(state_dir, env={**os.environ, **env})
         self.log: CapturingLogger = capture("deploy_model")
+        guard = lambda: file_lock(state_dir / "locks" / "ledger.lock")  # noqa: E731
+        self.ledger = LedgerStore(lambda: bucket.client, state.name, "salesmesh", guard=guard)
+        self.tasks = LocalTaskQueue(state.name, lock_dir=state_dir / "locks", client=bucket.client)
+        self.metrics = LocalMetrics(state_dir, "salesmesh")
+        self.delivered: list[str] = []
+
+    def rollouts(self) -> steps.Rollouts:
+        return steps.Rollouts(
+            settings=self.settings,
+            ledger=self.ledger,
+            registry=self.registry,
+            endpoint=self.endpoint,
+            metrics=self.metrics,
+            tasks=self.tasks,
+            log=self.log,
+        )
 
     def publish(self, folder: Path, run_id: str) -> StorageObject:
         upload_folder(self.bucket.client, folder, f"gs://{self.bucket.name}/runs/{run_id}")
@@ -47,10 +71,40 @@ class World:
         return StorageObject(self.bucket.name, blob.name, str(blob.generation))
 
     def deliver(self, obj: StorageObject) -> deploy.Deployment:
-        lock = lambda: file_lock(self.state_dir / "locks" / "deploy.lock")  # noqa: E731
-        return deploy.handle_manifest(
-            obj, self.settings, self.registry, self.endpoint, lock, self.log, sleep=lambda _: None
-        )
+        return deploy.handle_manifest(obj, self.rollouts())
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The step tasks queued in the state bucket, soonest first."""
+        blobs = self.state.client.list_blobs(self.state.name, prefix="tasks/deploy_model/")
+        tasks = [json.loads(blob.download_as_bytes()) | {"blob": blob.name} for blob in blobs]
+        return sorted(tasks, key=lambda task: task["due"])
+
+    def drain(self, limit: int = 200) -> list[str]:
+        """Deliver step tasks, each when due, until none is left; what each step did."""
+        from datetime import datetime
+
+        outcomes: list[str] = []
+        for _ in range(limit):
+            queued = self.pending()
+            if not queued:
+                return outcomes
+            task = queued[0]
+            due = datetime.fromisoformat(task["due"].replace("Z", "+00:00")).timestamp()
+            time.sleep(max(0.0, due - time.time()))
+            self.state.blob(task["blob"]).delete()
+            outcomes.append(deploy.handle_step(task["data"], self.rollouts()))
+        raise AssertionError(f"the rollout did not settle in {limit} steps: {outcomes[-10:]}")
+
+    def ship(self, folder: Path, run_id: str) -> dict[str, Any]:
+        """Publish, deliver, drain: the run's version as the ledger has it in the end."""
+        self.deliver(self.publish(folder, run_id))
+        self.drain()
+        return self.version_of(run_id)
+
+    def version_of(self, run_id: str) -> dict[str, Any]:
+        doc = self.ledger.read().document
+        found: dict[str, Any] = doc["versions"][doc["runs"][run_id]]
+        return found
 
     def split_by_version(self) -> dict[str, int]:
         by_id = {d.id: d.version_id for d in self.endpoint.deployed()}
@@ -79,25 +133,41 @@ def variant(artifact: Path, target: Path, mase: float) -> Path:
     return target
 
 
+def live(requests: int, errors: int = 0, p99_ms: float | None = 20.0) -> Any:
+    """A stand-in for the canary's live metrics (the router is not running in these tests)."""
+    return lambda model, seconds: ModelMetrics(model, seconds, requests, errors, p99_ms)
+
+
 def test_first_run_takes_all_traffic_and_a_redelivery_changes_nothing(
     world: World, model_artifact: Path
 ) -> None:
     """The first run becomes champion at 100 %; delivering its manifest again is a no-op."""
     manifest = world.publish(model_artifact, "r-first")
     outcome = world.deliver(manifest)
-    assert outcome.action == "deployed", outcome.reason
-    assert outcome.version is not None
+    assert (outcome.action, outcome.step) == ("queued", "deploying")
+    world.drain()
+    version = world.version_of("r-first")
+    assert version["state"] == "deployed", version
     champion = world.registry.alias(CHAMPION)
-    assert champion is not None and champion.version_id == outcome.version.version_id
+    assert champion is not None and champion.version_id == version["version_id"]
     assert champion.labels["salesmesh-run"] == "r-first"
-    assert champion.labels["salesmesh-deploy"] == "deployed"
+    assert champion.labels["salesmesh-deploy"] == "deployed"  # the label copy
     assert champion.metrics["protocol"]["horizon"] == 28
-    assert world.endpoint.traffic() == {outcome.deployed_model_id: 100}
+    (model,) = world.endpoint.deployed()
+    assert world.endpoint.traffic() == {model.id: 100}
+    doc = world.ledger.read().document
+    assert [r["state"] for r in doc["rollouts"][0]["transitions"]] == [
+        "registered",
+        "deploying",
+        "promoting",
+        "done",
+    ]
+    assert [(h["from"], h["to"]) for h in doc["history"]] == [({}, {"1": 100})]
 
     again = world.deliver(manifest)
     assert (again.action, again.reason) == ("duplicate", "already deployed")
-    assert len(world.registry.versions()) == 1
-    assert len(world.endpoint.deployed()) == 1
+    assert world.drain() == []
+    assert len(world.registry.versions()) == 1 and len(world.endpoint.deployed()) == 1
 
 
 def test_worse_run_is_registered_but_gated(
@@ -105,14 +175,12 @@ def test_worse_run_is_registered_but_gated(
 ) -> None:
     """A challenger worse than the champion beyond tolerance is registered, not deployed."""
     good = variant(model_artifact, tmp_path / "good", 0.50)
-    assert world.deliver(world.publish(good, "r-good")).action == "deployed"
-    outcome = world.deliver(world.publish(model_artifact, "r-worse"))
-    assert outcome.action == "gated"
-    assert "worse than the champion's 0.5000" in outcome.reason
-    assert outcome.version is not None
-    assert outcome.version.labels["salesmesh-run"] == "r-worse"
-    gated = world.registry.get(outcome.version.version_id)
-    assert gated is not None and gated.labels["salesmesh-deploy"] == "gated"
+    assert world.ship(good, "r-good")["state"] == "deployed"
+    gated = world.ship(model_artifact, "r-worse")
+    assert gated["state"] == "gated"
+    assert "worse than the champion's 0.5000" in gated["reason"]
+    version = world.registry.get(gated["version_id"])
+    assert version is not None and version.labels["salesmesh-deploy"] == "gated"
     assert [d.version_id for d in world.endpoint.deployed()] == ["1"]
     assert any("gated, not deployed" in m for m in world.log.messages("WARNING"))
 
@@ -122,63 +190,99 @@ def test_better_run_canaries_then_promotes_and_old_ones_retire(
 ) -> None:
     """Canary share first, then 100 %; the old champion stays at 0 %, older ones go."""
     world.settings = dataclasses.replace(world.settings, canary_percent=25)
-    assert world.deliver(world.publish(model_artifact, "r-one")).action == "deployed"
+    assert world.ship(model_artifact, "r-one")["state"] == "deployed"
     seen: list[dict[str, int]] = []
     real = world.endpoint.set_traffic
-    with mock.patch.object(world.endpoint, "set_traffic", autospec=True) as spy:
+    with (
+        mock.patch.object(world.endpoint, "set_traffic", autospec=True) as spy,
+        mock.patch.object(world.metrics, "window", autospec=True, side_effect=live(50)),
+    ):
         spy.side_effect = lambda split: (seen.append(dict(split)), real(split))[1]
-        second = world.deliver(
-            world.publish(variant(model_artifact, tmp_path / "b", 0.80), "r-two")
-        )
-    assert second.action == "deployed", second.reason
-    first_id = world.endpoint.deployed()[0].id
-    assert seen == [{first_id: 75, second.deployed_model_id: 25}, {second.deployed_model_id: 100}]
+        second = world.ship(variant(model_artifact, tmp_path / "b", 0.80), "r-two")
+    assert second["state"] == "deployed", second
+    first_id, second_id = (d.id for d in world.endpoint.deployed())
+    assert seen == [{first_id: 75, second_id: 25}, {first_id: 0, second_id: 100}]
     assert world.split_by_version() == {"1": 0, "2": 100}
     assert [(v.version_id, v.aliases) for v in world.registry.versions()] == [
         ("1", (PREVIOUS,)),
         ("2", (CHAMPION,)),
     ]
+    assert world.version_of("r-one")["state"] == "standby"
 
-    third = world.deliver(world.publish(variant(model_artifact, tmp_path / "c", 0.79), "r-three"))
-    assert third.action == "deployed"
+    with mock.patch.object(world.metrics, "window", autospec=True, side_effect=live(50)):
+        third = world.ship(variant(model_artifact, tmp_path / "c", 0.79), "r-three")
+    assert third["state"] == "deployed"
     assert world.split_by_version() == {"2": 0, "3": 100}  # version 1 retired: keep 2
+    assert world.version_of("r-one")["state"] == "retired"
+    history = world.ledger.read().document["history"]
+    assert [h["to"] for h in history] == [
+        {"1": 100},
+        {"1": 75, "2": 25},
+        {"1": 0, "2": 100},
+        {"1": 0, "2": 75, "3": 25},
+        {"1": 0, "2": 0, "3": 100},
+    ]
 
 
 def test_failed_health_check_leaves_the_split_untouched(
     world: World, model_artifact: Path, broken_artifact: Path, tmp_path: Path
 ) -> None:
-    """A run whose server never becomes healthy is labelled failed; traffic stays put."""
-    first = world.deliver(world.publish(model_artifact, "r-one"))
+    """A run whose server never becomes healthy is failed; traffic stays put."""
+    world.ship(model_artifact, "r-one")
+    (first,) = world.endpoint.deployed()
     broken = variant(broken_artifact, tmp_path / "broken", 0.10)  # would win the gate
-    outcome = world.deliver(world.publish(broken, "r-broken"))
-    assert outcome.action == "failed"
-    assert "deployment failed" in outcome.reason
-    assert world.endpoint.traffic() == {first.deployed_model_id: 100}
-    version = world.registry.find({"salesmesh-run": "r-broken"})[0]
-    assert version.labels["salesmesh-deploy"] == "failed" and version.aliases == ()
+    failed = world.ship(broken, "r-broken")
+    assert failed["state"] == "failed"
+    assert "deployment failed" in failed["reason"]
+    assert world.endpoint.traffic() == {first.id: 100}
+    version = world.registry.get(failed["version_id"])
+    assert version is not None and version.aliases == ()
     assert world.deliver(world.publish(broken, "r-broken")).action == "duplicate"
 
 
 @pytest.mark.parametrize(
-    ("live", "why"),
+    ("requests", "errors", "p99", "why"),
     [
-        (Health(True, requests=200, errors=30), "30 of 200 live requests failed"),
-        (Health(True, requests=200, p99_ms=900.0), "live p99 latency 900 ms is over 500 ms"),
+        (200, 30, 20.0, "30 of 200 live requests failed"),
+        (200, 0, 900.0, "live p99 latency 900 ms is over 500 ms"),
     ],
 )
 def test_canary_failing_live_traffic_is_rolled_back(
-    world: World, model_artifact: Path, tmp_path: Path, live: Health, why: str
+    world: World,
+    model_artifact: Path,
+    tmp_path: Path,
+    requests: int,
+    errors: int,
+    p99: float,
+    why: str,
 ) -> None:
     """If the canary's live requests fail or are slow, the split returns to what it was."""
-    first = world.deliver(world.publish(model_artifact, "r-one"))
-    checks = iter([Health(True), live])
-    with mock.patch.object(world.endpoint, "health", autospec=True) as health:
-        health.side_effect = lambda *_: next(checks)
-        outcome = world.deliver(world.publish(variant(model_artifact, tmp_path / "b", 0.7), "r-2"))
-    assert outcome.action == "failed"
-    assert why in outcome.reason
-    assert world.endpoint.traffic() == {first.deployed_model_id: 100}
-    assert [d.id for d in world.endpoint.deployed()] == [first.deployed_model_id]
+    world.ship(model_artifact, "r-one")
+    (first,) = world.endpoint.deployed()
+    with mock.patch.object(
+        world.metrics, "window", autospec=True, side_effect=live(requests, errors, p99)
+    ):
+        failed = world.ship(variant(model_artifact, tmp_path / "b", 0.7), "r-2")
+    assert failed["state"] == "failed"
+    assert why in failed["reason"]
+    assert world.endpoint.traffic() == {first.id: 100}
+    assert [d.id for d in world.endpoint.deployed()] == [first.id]
+    assert world.ledger.read().document["history"][-1]["why"].startswith("rolled back")
+
+
+def test_a_canary_without_traffic_is_extended_then_promoted_on_its_probe(
+    world: World, model_artifact: Path, tmp_path: Path
+) -> None:
+    """Too few live requests for a verdict: the canary runs longer, then the health probe
+    alone decides, and the ledger says so."""
+    world.settings = dataclasses.replace(world.settings, canary_seconds=0.3)
+    world.ship(model_artifact, "r-one")
+    promoted = world.ship(variant(model_artifact, tmp_path / "b", 0.7), "r-2")
+    assert promoted["state"] == "deployed"
+    rollout = world.ledger.read().document["rollouts"][-1]
+    reasons = [t["reason"] for t in rollout["transitions"]]
+    assert any(r.startswith("canary extended: 0 live request(s)") for r in reasons), reasons
+    assert any(r.startswith("promoted on the health probe alone") for r in reasons), reasons
 
 
 def test_tampered_artifact_is_refused_before_registration(
@@ -212,7 +316,7 @@ def test_vertex_layout_is_recognised() -> None:
 
 
 def test_concurrent_deliveries_deploy_once(world: World, model_artifact: Path) -> None:
-    """Five simultaneous deliveries of one manifest: one deployment, four duplicates."""
+    """Five simultaneous deliveries of one manifest: one version queued, one deployment."""
     manifest = world.publish(model_artifact, "r-once")
     outcomes: list[str] = []
     threads = [
@@ -223,34 +327,47 @@ def test_concurrent_deliveries_deploy_once(world: World, model_artifact: Path) -
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(outcomes) == ["deployed"] + ["duplicate"] * 4
+    world.drain()
+    assert sorted(outcomes).count("queued") == 1 and len(outcomes) == 5
     assert len(world.registry.versions()) == 1 and len(world.endpoint.deployed()) == 1
+    assert world.version_of("r-once")["state"] == "deployed"
 
 
-def test_a_deployment_still_under_way_is_not_started_twice(
-    world: World, model_artifact: Path
+def test_a_stale_step_changes_nothing(world: World, model_artifact: Path) -> None:
+    """A step scheduled for an older ledger sequence neither acts nor writes the ledger."""
+    world.deliver(world.publish(model_artifact, "r-one"))
+    before = world.ledger.read()
+    with mock.patch.object(world.endpoint, "set_traffic", autospec=True) as changed:
+        outcome = deploy.handle_step(
+            {"endpoint": "salesmesh", "seq": before.document["seq"] - 1}, world.rollouts()
+        )
+    assert outcome == "stale"
+    assert changed.call_count == 0
+    assert world.ledger.read().generation == before.generation
+    world.drain()
+    assert world.version_of("r-one")["state"] == "deployed"
+
+
+def test_two_rollouts_started_at_once_never_interleave(
+    world: World, model_artifact: Path, tmp_path: Path
 ) -> None:
-    """A redelivery finding a recent 'deploying' version raises (retry later); a stale one is
-    redone."""
-    import time
-
-    manifest = world.publish(model_artifact, "r-slow")
-    version = world.registry.register(
-        f"gs://{world.bucket.name}/runs/r-slow",
-        labels={"salesmesh-run": "r-slow", "salesmesh-deploy": "pending"},
-        metrics={},
-    )
-    recent = str(int(time.time()) - 60)
-    world.registry.update_labels(
-        version.version_id,
-        {"salesmesh-deploy": "deploying", "salesmesh-deploy-started": recent},
-    )
-    with pytest.raises(deploy.DeployInProgressError, match="deploying for 6"):
-        world.deliver(manifest)
-    assert world.endpoint.deployed() == []
-    stale = str(int(time.time() - deploy.DEPLOY_GRACE_SECONDS - 60))
-    world.registry.update_labels(version.version_id, {"salesmesh-deploy-started": stale})
-    outcome = world.deliver(manifest)
-    assert outcome.action == "deployed" and outcome.version is not None
-    assert outcome.version.version_id == version.version_id
-    assert len(world.registry.versions()) == 1
+    """Two runs arriving together are rolled out one after the other, never both at once."""
+    world.ship(model_artifact, "r-one")
+    runs = {"r-a": variant(model_artifact, tmp_path / "a", 0.7), "r-b": None}
+    runs["r-b"] = variant(model_artifact, tmp_path / "b", 0.69)
+    manifests = [world.publish(folder, run) for run, folder in runs.items() if folder]
+    threads = [threading.Thread(target=world.deliver, args=(m,)) for m in manifests]
+    with mock.patch.object(world.metrics, "window", autospec=True, side_effect=live(50)):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        world.drain()
+    doc = world.ledger.read().document
+    spans = [
+        (r["transitions"][0]["at"], r["transitions"][-1]["at"], r["run_id"])
+        for r in doc["rollouts"][1:]
+    ]
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
+    assert {world.version_of(r)["state"] for r in ("r-a", "r-b")} == {"deployed", "standby"}
+    assert sum(world.endpoint.traffic().values()) == 100

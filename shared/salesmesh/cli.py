@@ -183,11 +183,21 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     from salesmesh.rollout import versions
 
     settings = _serving_settings(args)
-    gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings))
+    ledger = runtime.ledger(settings).read().document
+    gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings), ledger)
     if args.json:
         print(json.dumps(gathered, indent=2))
     else:
         print(versions.render(gathered, settings.model_name, settings.endpoint))
+    return 0
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from salesmesh import runtime
+    from salesmesh.rollout import history
+
+    gathered = history.gather(runtime.ledger(_serving_settings(args)).read().document)
+    print(json.dumps(gathered, indent=2) if args.json else history.render(gathered))
     return 0
 
 
@@ -320,6 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--project", help="Google Cloud project: read Vertex AI")
     listing.add_argument("--json", action="store_true", help="print as JSON")
     listing.set_defaults(handler=_cmd_versions)
+
+    story = commands.add_parser(
+        "history",
+        help="which version served when, and why the traffic changed",
+        description="The endpoint's rollout ledger as a timeline: every rollout's states "
+        "(registered, deploying, canary, promoting, done, failed, aborted) with their reasons, "
+        "and every traffic split change with who made it and why. Local mesh by default, "
+        "Google Cloud with --project.",
+    )
+    story.add_argument("--project", help="Google Cloud project: read its state bucket")
+    story.add_argument("--json", action="store_true", help="print as JSON")
+    story.set_defaults(handler=_cmd_history)
     return parser
 
 

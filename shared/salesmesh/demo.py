@@ -39,7 +39,6 @@ def _run(data: Path, timeout: float) -> int:
     from salesmesh.artifact import fetch
     from salesmesh.data import Contract, validate_file
     from salesmesh.local.mesh import Mesh
-    from salesmesh.rollout.deploy import STATE_LABEL
     from salesmesh.rollout.versions import render_forecast
     from salesmesh.settings import Settings
     from salesmesh.upload import upload
@@ -76,12 +75,12 @@ def _run(data: Path, timeout: float) -> int:
         print(train.summary(manifest))
 
         print("\n== 6. the manifest fires deploy_model: register, gate, canary, promote")
-        version = _wait_for_version(runtime.registry(settings), run.run_id, timeout)
+        version = _wait_for_version(runtime.ledger(settings), run.run_id, timeout)
         took = time.monotonic() - started
         endpoint = runtime.endpoint(settings)
-        print(f"    version {version.version_id}: {version.labels.get(STATE_LABEL)}")
+        print(f"    version {version['version_id']}: {version['state']}")
         print(f"    traffic split {endpoint.traffic()}  ({took:.1f} s after the upload)")
-        if version.labels.get(STATE_LABEL) != "deployed":
+        if version["state"] != "deployed":
             print("    not deployed; `salesmesh logs` says why")
             return 1
 
@@ -115,14 +114,16 @@ def _wait_for_run(launcher: Any, generation: str, timeout: float) -> Any:
     raise MeshError(f"no training run finished within {timeout:.0f} s; see `salesmesh logs`")
 
 
-def _wait_for_version(registry: Any, run_id: str, timeout: float) -> Any:
-    from salesmesh.rollout.deploy import FINAL_STATES, RUN_LABEL, STATE_LABEL
+def _wait_for_version(ledger: Any, run_id: str, timeout: float) -> dict[str, Any]:
+    """The ledger's record of the run's version once its rollout is decided."""
+    from salesmesh.rollout.record import FINAL_VERSION_STATES
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for version in registry.find({RUN_LABEL: run_id}):
-            if version.labels.get(STATE_LABEL) in FINAL_STATES:
-                return version
+        doc = ledger.read().document
+        version: dict[str, Any] = doc["versions"].get(doc["runs"].get(run_id), {})
+        if version.get("state") in FINAL_VERSION_STATES:
+            return version
         time.sleep(0.5)
     raise MeshError(f"run {run_id} was not deployed within {timeout:.0f} s; see `salesmesh logs`")
 

@@ -13,14 +13,18 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from salesmesh import backends
 from salesmesh.backends import training_launcher
 from salesmesh.errors import BadEventError, ConfigError
 from salesmesh.events import StorageObject
 from salesmesh.logs import Logger
-from salesmesh.ports import Endpoint, ModelRegistry, TaskQueue, TrainingLauncher
+from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TaskQueue, TrainingLauncher
+
+if TYPE_CHECKING:
+    from salesmesh.rollout.ledger import LedgerStore
+    from salesmesh.rollout.steps import Rollouts
 from salesmesh.settings import Settings
 
 LOG_FILE = "mesh.jsonl"
@@ -101,19 +105,43 @@ def task_queue(settings: Settings) -> TaskQueue:
     )
 
 
-def deploy_lock(settings: Settings) -> Callable[[], AbstractContextManager[None]]:
-    """The single-flight lock every traffic change takes (see :mod:`salesmesh.locks`)."""
-    from salesmesh import locks
-
+def metrics(settings: Settings) -> Metrics:
+    """Live per-model metrics: the local router's, or Cloud Monitoring's on gcp."""
     if settings.backend == "local":
-        return partial(locks.file_lock, settings.state_dir / "locks" / "deploy.lock")
+        return backends.metrics("local", state_dir=settings.state_dir, endpoint=settings.endpoint)
+    return backends.metrics(
+        "gcp", project=settings.project, location=settings.region, endpoint_id=settings.endpoint_id
+    )
+
+
+def ledger(settings: Settings, client: Callable[[], Any] | None = None) -> LedgerStore:
+    """The endpoint's rollout ledger in the state bucket (:mod:`salesmesh.rollout.ledger`);
+    ``client`` makes the storage client (default: the environment's)."""
     from salesmesh.data.source import storage_client
+    from salesmesh.rollout.ledger import LedgerStore
 
-    def lease() -> AbstractContextManager[None]:
-        # the client is built only when a deployment needs the lock, not for ignored events
-        return locks.GcsLease(storage_client(), settings.state_bucket, "salesmesh/locks/deploy")()
+    name = settings.endpoint_id  # whatever form SALESMESH_ENDPOINT took
+    guard: Callable[[], AbstractContextManager[None]] | None = None
+    if settings.backend == "local":  # the emulator ignores preconditions: serialise here
+        from salesmesh import locks
 
-    return lease
+        guard = partial(locks.file_lock, settings.state_dir / "locks" / f"ledger-{name}.lock")
+    return LedgerStore(client or storage_client, settings.state_bucket, name, guard=guard)
+
+
+def rollouts(settings: Settings, log: Logger) -> Rollouts:
+    """What a rollout step reads and acts on, for ``settings.backend``."""
+    from salesmesh.rollout.steps import Rollouts
+
+    return Rollouts(
+        settings=settings,
+        ledger=ledger(settings),
+        registry=registry(settings),
+        endpoint=endpoint(settings),
+        metrics=metrics(settings),
+        tasks=task_queue(settings),
+        log=log,
+    )
 
 
 def storage_object(event: Any, log: Logger) -> StorageObject | None:

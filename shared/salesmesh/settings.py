@@ -47,6 +47,7 @@ ENV_VARS: dict[str, str] = {
     "tasks_queue": "SALESMESH_TASKS_QUEUE",
     "deploy_url": "SALESMESH_DEPLOY_URL",
     "tasks_service_account": "SALESMESH_TASKS_SERVICE_ACCOUNT",
+    "faults": "SALESMESH_FAULTS",
 }
 # The canary serves its share this long before taking all traffic, unless set: short on the
 # local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
@@ -72,6 +73,7 @@ _ENDPOINT_RULE = (
     f"an endpoint id ({_NAME_RULE}; or Vertex AI's numeric id) or its resource name "
     "projects/PROJECT/locations/REGION/endpoints/ID"
 )
+_FAULT = re.compile(r"^crash-at:(deploying|operation|canary|promoting)$")  # rollout.faults
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ class Settings:
     tasks_queue: str = "salesmesh-rollout"
     deploy_url: str | None = None
     tasks_service_account: str | None = None
+    # fault injection, local mesh only: e.g. ("crash-at:canary",) (salesmesh.rollout.faults)
+    faults: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -121,6 +125,8 @@ class Settings:
         if given.get("backend") == "gcp" and "project" not in given:
             # "local" would send every call to projects/local/...; ask ADC instead, as the SDKs do
             given["project"] = _default_project()
+        if "faults" in given:
+            given["faults"] = tuple(f.strip() for f in given["faults"].split(",") if f.strip())
         return cls(**given)
 
     def __post_init__(self) -> None:
@@ -164,6 +170,11 @@ class Settings:
         elif not _NAME.match(self.endpoint):
             # the local endpoint is a folder under the state folder: a plain name only
             _invalid("endpoint", self.endpoint, f"on the local backend a folder name: {_NAME_RULE}")
+        for fault in self.faults:
+            if not _FAULT.match(fault):
+                _invalid("faults", ",".join(self.faults), "comma-separated faults: crash-at:POINT")
+            if self.backend != "local":
+                _invalid("faults", ",".join(self.faults), "none: faults exist on the local mesh")
         if not _QUEUE.match(self.tasks_queue):
             allowed = "a Cloud Tasks queue id: 1-100 letters, digits or '-'"
             _invalid("tasks_queue", self.tasks_queue, allowed)

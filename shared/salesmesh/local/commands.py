@@ -37,6 +37,11 @@ def up(root: str, detach: bool = False) -> int:
                 "pid": os.getpid(),
                 "storage_emulator_host": mesh.emulator.host,
                 "functions": functions,
+                "function_pids": {
+                    name: server.process.pid
+                    for name, server in mesh.servers.items()
+                    if server.process is not None
+                },
                 "endpoint_url": mesh.router.url if mesh.router else None,
                 "state_dir": str(settings.state_dir.resolve()),
             },

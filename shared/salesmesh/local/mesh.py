@@ -73,10 +73,39 @@ class Mesh:
                 storage=self.storage_client(),  # delayed tasks live in the state bucket
             )
             self.delivery.start()
+            self._resume_rollout()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _resume_rollout(self) -> None:
+        """Queue one step for a rollout the mesh's last run left in progress.
+
+        A step that died with the mesh (or with its function) before it scheduled the next one
+        leaves a rollout that nothing drives; a step for the ledger's current sequence takes it
+        on from where the ledger says it is. A rollout that has its next step queued already
+        loses nothing: a step that finds the ledger moved on does nothing.
+        """
+        from salesmesh import runtime
+        from salesmesh.backends.local_tasks import LocalTaskQueue
+        from salesmesh.ports import Task
+        from salesmesh.rollout.steps import FUNCTION, STEP_EVENT
+
+        if FUNCTION not in self.servers:
+            return
+        doc = runtime.ledger(self.settings, client=self.storage_client).read().document
+        if doc["rollout"] is None and not doc["queue"]:
+            return
+        seq = int(doc["seq"])
+        data = {"endpoint": doc["endpoint"], "seq": seq}
+        queue = LocalTaskQueue(
+            self.settings.state_bucket,
+            lock_dir=self.state_dir / "locks",
+            client=self.storage_client(),
+        )
+        queue.schedule(Task(f"resume-{doc['id']}-{seq}", FUNCTION, STEP_EVENT, data))
+        log.info("resuming the rollout left in progress (ledger sequence %d)", seq)
 
     def _start_endpoint(self) -> None:
         self.router = RouterProcess(self.state_dir, self.settings.endpoint)

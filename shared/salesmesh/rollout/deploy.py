@@ -1,4 +1,4 @@
-"""What ``deploy_model`` does with a finished run: verify, register, gate, canary, promote.
+"""What ``deploy_model`` does with a finished run: verify, register, queue, and start rolling.
 
 Fired by every object finalized in the model bucket; only a run's ``manifest.json``, written
 last, means "complete". The steps, each logged with the upload's correlation id:
@@ -7,19 +7,16 @@ last, means "complete". The steps, each logged with the upload's correlation id:
    fails is not registered; the reason is logged at ERROR (nothing is retried: the bytes will
    not change).
 2. Register a new version of the one model, labelled with its run, correlation id and source
-   data, carrying its backtest summary.
-3. Gate (:func:`salesmesh.rollout.policy.gate`): a challenger worse than the champion beyond the
-   tolerance stays registered, labelled ``gated``, and takes no traffic.
-4. Deploy at 0 % (the first model on an empty endpoint takes all traffic: nothing to canary
-   against), probe it, give it the canary share, wait, check it again, then give it all traffic.
-   Any failure puts the split back as it was before this run and undeploys the newcomer.
-5. Move the aliases (``previous`` <- old champion, ``champion`` <- new) and undeploy models
-   beyond ``keep_deployed``; the previous champion stays deployed at 0 % as a warm standby.
+   data, carrying its backtest summary. A redelivery finds the version by its artifact folder
+   (per version, unlike labels, which Vertex AI merges from the model into every version).
+3. Queue it in the endpoint's rollout ledger (:mod:`salesmesh.rollout.ledger`) and take the
+   first step of the rollout (:func:`salesmesh.rollout.steps.advance`): gate it against the
+   champion and start its deployment, without waiting for it. Later steps arrive as
+   ``dev.salesmesh.rollout.v1.step`` events (:func:`handle_step`).
 
-Delivery is at least once: the version's ``salesmesh-run`` label makes a redelivery a no-op
-once a run reached a final state, and a deployment interrupted half-way resumes from its
-registered version. Single flight: steps 2-5 run under ``lock``, so two runs can never
-interleave traffic changes.
+Delivery is at least once: the ledger knows every run it queued, so a redelivered manifest is a
+no-op (it only nudges the rollout on); the ledger's compare-and-swap writes make simultaneous
+deliveries queue one version and start one deployment.
 """
 
 from __future__ import annotations
@@ -28,56 +25,32 @@ import csv
 import json
 import re
 import tempfile
-import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from salesmesh import artifact, events
-from salesmesh.errors import ArtifactIntegrityError, DeployError, MeshError, SourceError
-from salesmesh.logs import Logger
-from salesmesh.ports import (
-    CHAMPION,
-    PREVIOUS,
-    RUN_ID,
-    DeployedModel,
-    Endpoint,
-    ModelRegistry,
-    ModelVersion,
-)
-from salesmesh.rollout import policy
-from salesmesh.settings import Settings
+from salesmesh.errors import ArtifactIntegrityError, BadEventError, SourceError
+from salesmesh.ports import RUN_ID, ModelVersion
+from salesmesh.rollout import policy, record
+from salesmesh.rollout.steps import STATE_LABEL, STEP_EVENT, Rollouts, advance
 
 RUN_LABEL = "salesmesh-run"
 CORRELATION_LABEL = "salesmesh-correlation"
-STATE_LABEL = "salesmesh-deploy"  # pending, deploying, then gated, failed or deployed
-FINAL_STATES = ("gated", "failed", "deployed")
-STARTED_LABEL = "salesmesh-deploy-started"  # unix seconds when the server deployment began
-# Vertex AI takes minutes to deploy a model and carries on if the function that asked is killed
-# at its timeout; a redelivery then waits for that deployment instead of starting a second one.
-# After this long without the model appearing, the deployment counts as lost and is redone.
-DEPLOY_GRACE_SECONDS = 1800.0
-
-
-class DeployInProgressError(MeshError):
-    """A deployment of this version started earlier and may still finish; retry later."""
-
-
 # the files a run must have for it to be served and judged
 REQUIRED = ("metrics.json", "series.csv", "forecaster.json")
 
 
 @dataclass(frozen=True)
 class Deployment:
-    """What happened to one delivery: ``ignored``, ``duplicate``, ``rejected``, ``gated``,
-    ``failed`` or ``deployed``, with the reason and the version concerned."""
+    """What happened to one delivery: ``ignored``, ``duplicate``, ``rejected`` or ``queued``,
+    with the reason, the version concerned and what the first rollout step did."""
 
     action: str
     reason: str = ""
     version: ModelVersion | None = None
-    deployed_model_id: str | None = None
+    step: str = ""
 
 
 def run_of(name: str) -> tuple[str, str] | None:
@@ -92,30 +65,28 @@ def run_of(name: str) -> tuple[str, str] | None:
     return match.group(1), name.removesuffix(artifact.MANIFEST)
 
 
-def handle_manifest(
-    obj: events.StorageObject,
-    settings: Settings,
-    registry: ModelRegistry,
-    endpoint: Endpoint,
-    lock: Callable[[], AbstractContextManager[Any]],
-    log: Logger,
-    sleep: Callable[[float], None] = time.sleep,
-) -> Deployment:
-    """Carry a finished run from its manifest to full traffic, or say why not."""
+def handle_manifest(obj: events.StorageObject, world: Rollouts) -> Deployment:
+    """Register a finished run as a version, queue it for a rollout and take the first step."""
+    log = world.log
     found = run_of(obj.name)
     if found is None:
         log.debug(f"ignored {obj.uri}: not a run's {artifact.MANIFEST}")
         return Deployment("ignored", f"not a run's {artifact.MANIFEST}")
     run_id, folder = found
     log = log.bind(labels={"run_id": run_id})
-    if (done := _final(registry, run_id)) is not None:
-        return _duplicate(done, log)
+    if (known := _known(world, run_id)) is not None:
+        state = known.get("state", "")
+        log.info(
+            f"duplicate delivery: run {run_id} is already {state} as version "
+            f"{known.get('version_id')}"
+        )
+        return Deployment("duplicate", f"already {state}", step=advance(world))
 
     with tempfile.TemporaryDirectory(prefix="salesmesh-deploy-") as workdir:
         try:
             local, manifest = artifact.fetch(f"gs://{obj.bucket}/{folder}", Path(workdir), REQUIRED)
             metrics = policy.summary(json.loads((local / "metrics.json").read_text()))
-            horizon = int((manifest.get("model") or {}).get("horizon") or settings.horizon)
+            horizon = int((manifest.get("model") or {}).get("horizon") or world.settings.horizon)
             probe = _probe(local / "series.csv", horizon)
         except (ArtifactIntegrityError, SourceError, ValueError, OSError) as exc:
             log.error(f"refusing to deploy run {run_id}: {exc}", artifact=obj.uri)
@@ -125,128 +96,71 @@ def handle_manifest(
     upload = events.upload_from_uri(str(data.get("uri", "")), data.get("generation"))
     correlation = events.correlation_id(upload) if upload else f"c-{run_id.removeprefix('r-')}"
     log = log.bind(correlation_id=correlation)
-    labels = {RUN_LABEL: run_id, CORRELATION_LABEL: correlation, STATE_LABEL: "pending"}
+    labels = {RUN_LABEL: run_id, CORRELATION_LABEL: correlation, STATE_LABEL: "registered"}
     if upload is not None:
         labels |= {"salesmesh-data-generation": upload.generation}
     metrics["source"] = {k: data.get(k) for k in ("uri", "generation", "md5", "rows")}
+    uri = f"gs://{obj.bucket}/{folder.rstrip('/')}"
+    # the artifact folder identifies a run's version: labels may carry the model's, merged in
+    existing = [v for v in world.registry.versions() if v.artifact_uri == uri]
+    version = (
+        existing[0] if existing else world.registry.register(uri, labels=labels, metrics=metrics)
+    )
+    log = log.bind(labels={"version": version.version_id})
+    entry = {
+        "version_id": version.version_id,
+        "run_id": run_id,
+        "correlation_id": correlation,
+        "artifact_uri": uri,
+        "probe": probe,
+    }
+    queued: list[bool] = []
+    now = world.clock()
+    world.ledger.update(lambda doc: queued.append(record.queue_version(doc, entry, now)))
+    log.info(f"registered run {run_id} as version {version.version_id}; queued for rollout")
+    return Deployment("queued" if queued[-1] else "duplicate", "", version, advance(world))
 
-    with lock():
-        if (done := _final(registry, run_id)) is not None:  # another delivery finished it
-            return _duplicate(done, log)
-        existing = registry.find({RUN_LABEL: run_id})
-        champion = registry.alias(CHAMPION)
-        decision = policy.gate(
-            metrics, champion.metrics if champion else None, settings.gate_tolerance
+
+def handle_event(event: Any, world: Rollouts) -> str:
+    """Either event ``deploy_model`` gets: a finalized object, or a step of the rollout.
+
+    A malformed event is logged whole at ERROR and acknowledged: redelivering it cannot fix it.
+    """
+    if event["type"] == STEP_EVENT:
+        try:
+            return handle_step(event.data, world)
+        except BadEventError as exc:
+            world.log.error(f"malformed rollout step {event['id']}: {exc}", data=event.data)
+            return "malformed"
+    from salesmesh import runtime
+
+    found = runtime.storage_object(event, world.log)
+    return "malformed" if found is None else handle_manifest(found, world).action
+
+
+def handle_step(data: Any, world: Rollouts) -> str:
+    """A ``dev.salesmesh.rollout.v1.step`` event: one step of the endpoint's rollout."""
+    if not isinstance(data, Mapping):
+        raise BadEventError(f"a rollout step's data must be a JSON object, got {data!r}")
+    endpoint, seq = data.get("endpoint"), data.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise BadEventError(f"a rollout step needs a whole 'seq' >= 0, got {seq!r}")
+    if endpoint != world.ledger.endpoint:
+        raise BadEventError(
+            f"a rollout step for endpoint {endpoint!r} reached the function serving "
+            f"{world.ledger.endpoint!r}: check SALESMESH_ENDPOINT"
         )
-        version = (
-            existing[0]
-            if existing
-            else registry.register(
-                f"gs://{obj.bucket}/{folder.rstrip('/')}", labels=labels, metrics=metrics
-            )
-        )
-        log = log.bind(labels={"version": version.version_id})
-        log.info(f"registered run {run_id} as version {version.version_id}", gate=decision.reason)
-        if not decision.passed:
-            registry.update_labels(version.version_id, {STATE_LABEL: "gated"})
-            log.warning(f"version {version.version_id} gated, not deployed: {decision.reason}")
-            return Deployment("gated", decision.reason, version)
-        return _roll_out(version, champion, probe, settings, registry, endpoint, log, sleep)
+    return advance(world, seq)
 
 
-def _roll_out(
-    version: ModelVersion,
-    champion: ModelVersion | None,
-    probe: Mapping[str, Any],
-    settings: Settings,
-    registry: ModelRegistry,
-    endpoint: Endpoint,
-    log: Logger,
-    sleep: Callable[[float], None],
-) -> Deployment:
-    before = endpoint.traffic()
-    mine = [d for d in endpoint.deployed() if d.version_id == version.version_id]
-    try:
-        new = mine[0] if mine else _deploy(version, registry, endpoint)
-    except DeployError as exc:
-        return _fail(version, registry, log, f"deployment failed: {exc}")
-    log.info(f"version {version.version_id} deployed as {new.id}, split {endpoint.traffic()}")
-    before = _without(before, new.id)
-
-    ok, reason = policy.canary_ok(endpoint.health(new.id, probe))
-    if ok and before:
-        canary = policy.canary_split(endpoint.traffic(), new.id, settings.canary_percent)
-        endpoint.set_traffic(canary)
-        log.info(f"canary {new.id} at {settings.canary_percent}% for {settings.canary_wait:g}s")
-        sleep(settings.canary_wait)
-        ok, reason = policy.canary_ok(endpoint.health(new.id, probe))
-    if not ok:
-        if before:
-            endpoint.set_traffic(before)
-        # even a first model goes: an empty endpoint refuses clearly, a broken one misleads
-        endpoint.undeploy(new.id)
-        return _fail(version, registry, log, f"health check failed: {reason}")
-
-    endpoint.set_traffic({new.id: 100})
-    if champion is not None and champion.version_id != version.version_id:
-        registry.set_alias(PREVIOUS, champion.version_id)
-    registry.set_alias(CHAMPION, version.version_id)
-    registry.update_labels(version.version_id, {STATE_LABEL: "deployed"})
-    log.info(f"version {version.version_id} takes 100% of traffic as {new.id}: {reason}")
-
-    by_version = {d.version_id: d.id for d in endpoint.deployed()}
-    first = [
-        by_version[v.version_id] for v in (version, champion) if v and v.version_id in by_version
-    ]
-    for old in policy.retire(
-        endpoint.deployed(), endpoint.traffic(), settings.keep_deployed, first
-    ):
-        endpoint.undeploy(old)
-        log.info(f"undeployed {old}: beyond the {settings.keep_deployed} models kept")
-    return Deployment("deployed", reason, version, new.id)
-
-
-def _deploy(version: ModelVersion, registry: ModelRegistry, endpoint: Endpoint) -> DeployedModel:
-    """Deploy at 0 %, unless an earlier attempt's deployment may still be under way."""
-    started = version.labels.get(STARTED_LABEL, "")
-    if version.labels.get(STATE_LABEL) == "deploying" and started.isdigit():
-        age = time.time() - int(started)
-        if age < DEPLOY_GRACE_SECONDS:
-            raise DeployInProgressError(
-                f"version {version.version_id} has been deploying for {age:.0f} s (an earlier "
-                f"delivery started it); not starting a second deployment, retry later"
-            )
-    marked = {STATE_LABEL: "deploying", STARTED_LABEL: str(int(time.time()))}
-    return endpoint.deploy(registry.update_labels(version.version_id, marked), 0)
-
-
-def _without(split: Mapping[str, int], model: str) -> dict[str, int]:
-    """``split`` with ``model`` taken out, its share (a resumed canary's) given back to the
-    largest of the others so the split still sums to 100."""
-    rest = {k: v for k, v in split.items() if k != model}
-    if rest and sum(rest.values()) != 100:
-        largest = max(rest, key=lambda k: rest[k])
-        rest[largest] += 100 - sum(rest.values())
-    return rest
-
-
-def _fail(version: ModelVersion, registry: ModelRegistry, log: Logger, reason: str) -> Deployment:
-    registry.update_labels(version.version_id, {STATE_LABEL: "failed"})
-    log.error(f"version {version.version_id} not deployed, traffic unchanged: {reason}")
-    return Deployment("failed", reason, version)
-
-
-def _final(registry: ModelRegistry, run_id: str) -> ModelVersion | None:
-    for version in registry.find({RUN_LABEL: run_id}):
-        if version.labels.get(STATE_LABEL) in FINAL_STATES:
-            return version
-    return None
-
-
-def _duplicate(version: ModelVersion, log: Logger) -> Deployment:
-    state = version.labels.get(STATE_LABEL)
-    log.info(f"duplicate delivery: run already {state} as version {version.version_id}")
-    return Deployment("duplicate", f"already {state}", version)
+def _known(world: Rollouts, run_id: str) -> dict[str, Any] | None:
+    """The ledger's entry for the version of ``run_id`` once it is queued or decided."""
+    doc = world.ledger.read().document
+    version_id = doc["runs"].get(run_id)
+    entry = doc["versions"].get(version_id) if version_id else None
+    if entry is None or entry.get("state") == "registered":
+        return None
+    return dict(entry)
 
 
 def _probe(series_csv: Path, horizon: int) -> dict[str, Any]:

@@ -10,13 +10,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from salesmesh.ports import Endpoint, ModelRegistry
-from salesmesh.rollout.deploy import RUN_LABEL, STATE_LABEL
+from salesmesh.rollout.deploy import CORRELATION_LABEL, RUN_LABEL
+from salesmesh.rollout.steps import STATE_LABEL
 
 
-def gather(registry: ModelRegistry, endpoint: Endpoint) -> dict[str, Any]:
-    """Versions (oldest first) with aliases, state, metrics and lineage, and the live split."""
-    # the registry first: a deployment labels its version last, so a version read as deployed
-    # is already on the endpoint when the endpoint is read next
+def gather(
+    registry: ModelRegistry, endpoint: Endpoint, ledger: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Versions (oldest first) with aliases, state, metrics and lineage, and the live split.
+
+    A version's state and lineage come from the rollout ledger (``ledger``, its document); the
+    registry's labels are only a copy, read for versions the ledger never saw.
+    """
+    decided = ledger.get("versions") or {}
     registered = registry.versions()
     split = endpoint.traffic()
     deployed = {d.version_id: d.id for d in endpoint.deployed()}
@@ -26,13 +32,17 @@ def gather(registry: ModelRegistry, endpoint: Endpoint) -> dict[str, Any]:
         figures = models.get("salesmesh") or {}
         naive = (models.get("seasonal_naive") or {}).get("mase")
         mase = figures.get("mase")
+        known = decided.get(version.version_id) or {}
         versions.append(
             {
                 "version_id": version.version_id,
                 "aliases": list(version.aliases),
-                "state": version.labels.get(STATE_LABEL, ""),
-                "run_id": version.labels.get(RUN_LABEL, ""),
-                "correlation_id": version.labels.get("salesmesh-correlation", ""),
+                "state": known.get("state") or version.labels.get(STATE_LABEL, ""),
+                "reason": known.get("reason", ""),
+                "run_id": known.get("run_id") or version.labels.get(RUN_LABEL, ""),
+                "correlation_id": (
+                    known.get("correlation_id") or version.labels.get(CORRELATION_LABEL, "")
+                ),
                 "created": version.created,
                 "artifact_uri": version.artifact_uri,
                 "source": (version.metrics.get("source") or {}).get("uri"),
@@ -49,7 +59,9 @@ def gather(registry: ModelRegistry, endpoint: Endpoint) -> dict[str, Any]:
         {"deployed_model_id": model, "version_id": by_id.get(model), "percent": share}
         for model, share in split.items()
     ]
-    return {"versions": versions, "traffic": traffic}
+    rollout = ledger.get("rollout")
+    queued = [entry["version_id"] for entry in ledger.get("queue") or []]
+    return {"versions": versions, "traffic": traffic, "rollout": rollout, "queued": queued}
 
 
 def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
@@ -81,6 +93,14 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
             f"  deployed model {entry['deployed_model_id']} "
             f"(version {entry['version_id']}): {entry['percent']}%"
         )
+    rollout = gathered.get("rollout")
+    if rollout:
+        lines.append(
+            f"rollout in progress: version {rollout['version_id']} {rollout['state']}: "
+            f"{rollout.get('reason', '')}"
+        )
+    if gathered.get("queued"):
+        lines.append("queued for rollout: version(s) " + ", ".join(gathered["queued"]))
     return "\n".join(lines)
 
 
