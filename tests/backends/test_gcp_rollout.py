@@ -1,0 +1,86 @@
+"""A rollout on the Google Cloud backends: a 15-minute Vertex AI deployment on a fake clock,
+carried by short steps only, judged on Cloud Monitoring's live figures, and converging after a
+crash at any of its acting calls (see ``gcp_rollout``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gcp_rollout import GcpRollouts, gcp_rollouts
+
+
+@pytest.fixture
+def cloud(model_artifact: Path) -> Iterator[GcpRollouts]:
+    with gcp_rollouts(model_artifact, deploy_seconds=900.0) as made:
+        yield made
+
+
+def _promoted(cloud: GcpRollouts, version: str, previous: str | None) -> None:
+    """``version`` serves alone at 100 %, once; ``previous`` waits at 0 %; the ledger agrees."""
+    doc = cloud.ledger()
+    assert doc["rollout"] is None and doc["queue"] == []
+    assert doc["versions"][version]["state"] == "deployed", doc["versions"]
+    expected = {version: 100} if previous is None else {previous: 0, version: 100}
+    assert cloud.split_by_version() == expected
+    assert doc["history"][-1]["to"] == expected
+    registry = cloud.parts["registry"]
+    champion = registry.alias("champion")
+    assert champion is not None and champion.version_id == version
+    if previous is not None:
+        standby = registry.alias("previous")
+        assert standby is not None and standby.version_id == previous
+
+
+def test_a_fifteen_minute_deployment_is_carried_by_short_steps(cloud: GcpRollouts) -> None:
+    """Deploying takes 900 s of Vertex AI time: the steps poll it every 30 s, then the canary is
+    judged on Cloud Monitoring's live traffic and promoted."""
+    cloud.ship("r-1", 0.8)
+    cloud.run()
+    _promoted(cloud, "1", None)
+    first = cloud.ledger()["rollouts"][0]
+    assert first["polls"] >= 900 / 30 - 1, first["polls"]  # one step per look, none waiting
+
+    cloud.ship("r-2", 0.7)
+    cloud.run()
+    _promoted(cloud, "2", "1")
+    second = cloud.ledger()["rollouts"][1]
+    states = [t["state"] for t in second["transitions"]]
+    assert states == ["registered", "deploying", "canary", "promoting", "done"], states
+    promoting = second["transitions"][3]["reason"]
+    assert promoting.startswith("healthy after") and "live request" in promoting, promoting
+    assert cloud.crashes == 0
+
+
+def _calls_of_a_second_rollout(model_artifact: Path) -> int:
+    with gcp_rollouts(model_artifact, deploy_seconds=900.0) as clean:
+        clean.ship("r-1", 0.8)
+        clean.run()
+        clean.ship("r-2", 0.7)
+        before = clean.calls
+        clean.run()
+        return clean.calls - before
+
+
+def test_a_crash_at_any_acting_call_still_promotes_once(model_artifact: Path) -> None:
+    """Kill the function before, and after, each call that changes something in a second
+    rollout: every time the new version ends promoted once, with the old one at 0 %."""
+    calls = _calls_of_a_second_rollout(model_artifact)
+    assert calls >= 10, calls
+    for k in range(1, calls + 1):
+        for after in (False, True):
+            with gcp_rollouts(model_artifact, deploy_seconds=900.0) as cloud:
+                cloud.ship("r-1", 0.8)
+                cloud.run()
+                cloud.ship("r-2", 0.7)
+                cloud.crash_at, cloud.crash_after = cloud.calls + k, after
+                cloud.run()
+                where = f"crash {'after' if after else 'before'} acting call {k} of {calls}"
+                assert cloud.crashes == (1 if cloud.calls >= cloud.crash_at else 0), where
+                try:
+                    _promoted(cloud, "2", "1")
+                except AssertionError as exc:
+                    raise AssertionError(f"{where}: {exc}") from exc
+                models = cloud.parts["endpoint"].deployed()
+                assert sorted(d.version_id for d in models) == ["1", "2"], where
