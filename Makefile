@@ -35,6 +35,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/forecast.py
 	$(BIN)/python bench/mesh.py
 	$(BIN)/python bench/serve.py --runs 2
+	$(BIN)/python bench/rollout.py
 
 package:
 	$(PYTHON) functions/build.py
