@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,41 @@ def _serving_settings(args: argparse.Namespace) -> Any:
     return settings
 
 
+@contextmanager
+def _reading(args: argparse.Namespace) -> Iterator[Any]:
+    """Settings to read the registry, ledger and endpoint with: Google Cloud with --project;
+    else the running local mesh or, when none runs, the buckets it left under the state folder,
+    served here for as long as the command reads them."""
+    import dataclasses
+    import os
+
+    from salesmesh import runtime
+    from salesmesh.errors import ConfigError
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    if args.project:
+        yield dataclasses.replace(settings, backend="gcp", project=args.project)
+        return
+    if settings.backend != "local" or runtime.use_running_mesh(settings):
+        yield settings
+        return
+    stored = settings.state_dir / "gcs"
+    if not stored.is_dir():
+        raise ConfigError(
+            f"no local mesh is running and {settings.state_dir} holds none: start one with "
+            "`salesmesh up`, or pass --project for Google Cloud"
+        )
+    from salesmesh.local.emulator import StorageEmulator
+
+    with StorageEmulator(stored) as emulator:
+        os.environ["STORAGE_EMULATOR_HOST"] = emulator.host
+        try:
+            yield settings
+        finally:
+            del os.environ["STORAGE_EMULATOR_HOST"]
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from salesmesh import runtime
     from salesmesh.errors import PredictionError
@@ -182,9 +218,9 @@ def _cmd_versions(args: argparse.Namespace) -> int:
     from salesmesh import runtime
     from salesmesh.rollout import versions
 
-    settings = _serving_settings(args)
-    ledger = runtime.ledger(settings).read().document
-    gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings), ledger)
+    with _reading(args) as settings:
+        ledger = runtime.ledger(settings).read().document
+        gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings), ledger)
     if args.json:
         print(json.dumps(gathered, indent=2))
     else:
@@ -196,7 +232,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
     from salesmesh import runtime
     from salesmesh.rollout import history
 
-    gathered = history.gather(runtime.ledger(_serving_settings(args)).read().document)
+    with _reading(args) as settings:
+        gathered = history.gather(runtime.ledger(settings).read().document)
     print(json.dumps(gathered, indent=2) if args.json else history.render(gathered))
     return 0
 
@@ -325,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="model versions, their aliases and metrics, and the endpoint's traffic split",
         description="List every registered version of the model (oldest first) with its "
         "aliases (champion, previous), deployment state, backtest MASE and run, then the "
-        "endpoint's current traffic split. Local mesh by default, Vertex AI with --project.",
+        "endpoint's current traffic split, and the rollout in progress. The local mesh by "
+        "default (the running one, or the state it left), Google Cloud with --project.",
     )
     listing.add_argument("--project", help="Google Cloud project: read Vertex AI")
     listing.add_argument("--json", action="store_true", help="print as JSON")
@@ -336,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="which version served when, and why the traffic changed",
         description="The endpoint's rollout ledger as a timeline: every rollout's states "
         "(registered, deploying, canary, promoting, done, failed, aborted) with their reasons, "
-        "and every traffic split change with who made it and why. Local mesh by default, "
-        "Google Cloud with --project.",
+        "and every traffic split change with who made it and why. The local mesh by default "
+        "(the running one, or the state it left), Google Cloud with --project.",
     )
     story.add_argument("--project", help="Google Cloud project: read its state bucket")
     story.add_argument("--json", action="store_true", help="print as JSON")

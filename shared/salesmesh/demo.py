@@ -39,6 +39,7 @@ def _run(data: Path, timeout: float) -> int:
     from salesmesh.artifact import fetch
     from salesmesh.data import Contract, validate_file
     from salesmesh.local.mesh import Mesh
+    from salesmesh.rollout import history
     from salesmesh.rollout.versions import render_forecast
     from salesmesh.settings import Settings
     from salesmesh.upload import upload
@@ -88,12 +89,16 @@ def _run(data: Path, timeout: float) -> int:
         print(f"\n== 7. salesmesh predict --store {series[0]} --product {series[1]}")
         instance = {"store_id": series[0], "product_id": series[1], "horizon": settings.horizon}
         print(render_forecast(endpoint.predict([instance])))
+
+        print("\n== 8. salesmesh history: the rollout ledger's story")
+        print(history.render(history.gather(runtime.ledger(settings).read().document)))
     print(
         f"\nthe mesh stopped; runs, logs and the emulated buckets stay under {settings.state_dir}/"
     )
     print(
         "`salesmesh up` starts it again with the deployed models; `salesmesh versions`, "
-        "`salesmesh predict`, `salesmesh status` and `salesmesh logs` look inside"
+        "`salesmesh history`, `salesmesh predict`, `salesmesh status` and `salesmesh logs` "
+        "look inside"
     )
     return 0
 

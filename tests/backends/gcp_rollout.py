@@ -16,6 +16,8 @@ a label, a task) die before or after it took effect, as a killed function instan
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -214,8 +216,9 @@ class GcpRollouts:
             if name in self.delivered:
                 continue
             self.delivered.add(name)
-            delay = (task.schedule_time - task.create_time).total_seconds()
-            import json
+            # the client stamps schedule_time before the fake stamps create_time: round the
+            # difference up to the millisecond, so a step's delay never shrinks to nothing
+            delay = math.ceil((task.schedule_time - task.create_time).total_seconds() * 1000) / 1000
 
             data = json.loads(task.http_request.body)
             self.queue.append(Delivery(name, self.vertex.clock.now + max(0.0, delay), data))

@@ -53,8 +53,13 @@ def test_a_fifteen_minute_deployment_is_carried_by_short_steps(cloud: GcpRollout
     assert cloud.crashes == 0
 
 
+# Crashes are injected into rollouts whose deployment takes two polls: the crash paths do not
+# depend on how many polls a deployment takes, and bench/rollout.py crashes a 15-minute one.
+CRASH_DEPLOY_SECONDS = 60.0
+
+
 def _calls_of_a_second_rollout(model_artifact: Path) -> int:
-    with gcp_rollouts(model_artifact, deploy_seconds=900.0) as clean:
+    with gcp_rollouts(model_artifact, deploy_seconds=CRASH_DEPLOY_SECONDS) as clean:
         clean.ship("r-1", 0.8)
         clean.run()
         clean.ship("r-2", 0.7)
@@ -70,7 +75,7 @@ def test_a_crash_at_any_acting_call_still_promotes_once(model_artifact: Path) ->
     assert calls >= 10, calls
     for k in range(1, calls + 1):
         for after in (False, True):
-            with gcp_rollouts(model_artifact, deploy_seconds=900.0) as cloud:
+            with gcp_rollouts(model_artifact, deploy_seconds=CRASH_DEPLOY_SECONDS) as cloud:
                 cloud.ship("r-1", 0.8)
                 cloud.run()
                 cloud.ship("r-2", 0.7)

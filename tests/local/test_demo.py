@@ -32,7 +32,11 @@ def test_demo_uploads_trains_deploys_and_prints_a_served_forecast(tmp_path: Path
     out = result.stdout
     assert "version 1: deployed" in out
     assert re.search(r"traffic split \{'\d+': 100\}", out), out
-    served = out.split("== 7.", 1)[1]
+    served = out.split("== 7.", 1)[1].split("== 8.", 1)[0]
+    story = out.split("== 8.", 1)[1]
+    for state in ("registered", "deploying", "promoting", "done"):
+        assert re.search(rf"version 1 +{state}", story), story
+    assert re.search(r"traffic \{\} -> \{v1: 100%\} by deploy_model", story), story
     assert re.search(r"28-day forecast \(deployed model \d+\)", served), served
     assert len(re.findall(r"^  \d{4}-\d{2}-\d{2} +\d+\.\d\d$", served, flags=re.MULTILINE)) == 28
     assert "Resource not found" not in result.stderr, result.stderr

@@ -35,13 +35,14 @@ def _versions(state: Path) -> dict[str, Any]:
 
 
 def _settled(state: Path, count: int) -> list[dict[str, Any]]:
-    """Wait until ``count`` versions exist, each deployed, gated or failed; return them."""
+    """Wait until ``count`` versions exist, each decided and no rollout running; return them."""
 
     def check() -> list[dict[str, Any]] | None:
-        versions = _versions(state)["versions"]
-        final = ("deployed", "gated", "failed")
+        listing = _versions(state)
+        versions = listing["versions"]
+        final = ("deployed", "standby", "retired", "gated", "failed")
         done = len(versions) == count and all(v["state"] in final for v in versions)
-        return versions if done else None
+        return versions if done and listing["rollout"] is None else None
 
     return wait_for(check, 120, f"{count} settled version(s)")
 
@@ -155,7 +156,7 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         versions = _settled(state, 4)
         newest = versions[3]
         assert (newest["state"], newest["aliases"]) == ("deployed", ["champion"])
-        assert versions[0]["aliases"] == ["previous"]
+        assert (versions[0]["aliases"], versions[0]["state"]) == (["previous"], "standby")
         assert _split(state) == {first["version_id"]: 0, newest["version_id"]: 100}
         listing = _cli(state, "versions")
         assert "champion" in listing.stdout and "gated" in listing.stdout, listing.stdout

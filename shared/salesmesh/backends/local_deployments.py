@@ -121,6 +121,26 @@ class Deployments(EndpointRecord):
         # the servers this object started, by operation: only a parent learns an exit code
         self._launched: dict[str, subprocess.Popen[bytes]] = {}
 
+    def deployed(self) -> builtins.list[DeployedModel]:
+        """Every deployed model, oldest first (pending deployments that are due settled)."""
+        self._settle_due()
+        return super().deployed()
+
+    def traffic(self) -> dict[str, int]:
+        """The current split (pending deployments that are due settled first)."""
+        self._settle_due()
+        return super().traffic()
+
+    def _settle_due(self) -> None:
+        """Vertex AI completes a deployment whether or not anyone polls its operation: so here,
+        where nothing runs in the background, every look at the endpoint settles pending
+        deployments whose server is healthy (or dead, or late). A caller that lost an
+        operation's name, such as a step that died before recording it, still sees the model
+        arrive."""
+        for found in pending(self._read()):
+            if not found["stopped"]:
+                self.operation(found["name"])
+
     def start_deploy(self, version: ModelVersion, traffic_percentage: int = 0) -> str:
         """Start a server for ``version``, record the operation and return its name at once.
 

@@ -67,6 +67,10 @@ class Timing:
     canary_max_seconds: float  # too little traffic extends the canary up to this
     canary_min_requests: int  # fewer live requests than this are no verdict
     min_window: float  # the shortest metrics window the backend answers
+    # A deployment whose operation name was lost (its step died between starting it and
+    # writing it down) may still be on its way: it is waited for this long before another
+    # starts, so two deployments of one version never run at once.
+    lost_grace: float
 
     @classmethod
     def of(cls, settings: Settings) -> Timing:
@@ -74,8 +78,8 @@ class Timing:
         canary = settings.canary_wait
         if settings.backend == "gcp":
             # Cloud Monitoring aligns over 60 s at least
-            return cls(30.0, 45 * 60.0, canary, 2 * canary, 20, 60.0)
-        return cls(0.25, 120.0, canary, 2 * canary, 20, 1.0)
+            return cls(30.0, 45 * 60.0, canary, 2 * canary, 20, 60.0, 45 * 60.0)
+        return cls(0.25, 120.0, canary, 2 * canary, 20, 1.0, 15.0)
 
 
 @dataclass
@@ -196,7 +200,11 @@ def _drift(world: Rollouts, doc: dict[str, Any]) -> tuple[dict[str, int] | None,
 
 
 def _reconcile(world: Rollouts, doc: dict[str, Any]) -> None:
-    """Put the endpoint's split back to the ledger's and undeploy what the ledger retired."""
+    """Put the endpoint's split back to the ledger's and undeploy what the ledger retired.
+
+    Steps act through this, on a ledger read just before: a step that hung after its decision
+    and wakes late then applies the ledger's latest split, not its own stale one.
+    """
     apply, retired = _drift(world, doc)
     if apply is not None:
         world.log.info(f"traffic {world.endpoint.traffic()} differs from the ledger's: {apply}")
@@ -280,6 +288,7 @@ def _start_deploy(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any], 
             deploy_starts=starts + 1,
             deadline=now + world.timing.deploy_timeout,
         )
+        doc["rollout"]["deploy_started"] = now
         record.transition(doc, State.DEPLOYING, now, why)
 
     written = _commit(world, snapshot, intend)
@@ -330,6 +339,8 @@ def _deploying(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any]) -> 
 
 
 def _adopt_or_restart(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any]) -> str:
+    """The deployment's operation is unknown: adopt its model once it shows, or start again
+    when it cannot be on its way any more."""
     before = rollout.get("before") or {}
     mine = [
         d.id
@@ -338,6 +349,13 @@ def _adopt_or_restart(world: Rollouts, snapshot: Snapshot, rollout: dict[str, An
     ]
     if mine:
         return _deployed(world, snapshot, rollout, mine[-1])
+    now = world.clock()
+    waited = now - float(rollout.get("deploy_started", 0.0))
+    if waited < world.timing.lost_grace - EARLY:
+        polls = int(rollout.get("polls", 0)) + 1
+        delay = min(world.timing.poll_seconds, world.timing.lost_grace - waited)
+        _commit(world, snapshot, lambda doc: doc["rollout"].update(polls=polls), delay)
+        return "deploying"
     return _start_deploy(world, snapshot, rollout, "deployment lost: started again")
 
 
@@ -373,7 +391,7 @@ def _deployed(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any], mode
 
     _commit(world, snapshot, open_canary, world.timing.canary_seconds)
     crash_point(world.settings, "canary")
-    world.endpoint.set_traffic(canary)
+    _reconcile(world, world.ledger.read().document)
     world.log.info(f"canary {model} at {percent} % for {world.timing.canary_seconds:g} s")
     return "canary"
 
@@ -404,7 +422,7 @@ def _canary(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any]) -> str
         f"{requests} live request(s) in {now - started:.0f} s, under the "
         f"{timing.canary_min_requests} a verdict needs"
     )
-    if now < started + timing.canary_max_seconds:
+    if now < started + timing.canary_max_seconds - EARLY:
         longer = min(now + timing.canary_seconds, started + timing.canary_max_seconds)
 
         def extend(doc: dict[str, Any]) -> None:
@@ -460,10 +478,10 @@ def _promoting(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any]) -> 
                 entry["state"] = record.RETIRED if retired else record.STANDBY
         record.finish(doc, State.DONE, now, why, record.DEPLOYED)
 
-    written = _commit(world, snapshot, promote, 0.0)
+    _commit(world, snapshot, promote, 0.0)
     world.log.info(f"version {version_id} takes 100 % of traffic as {model}")
     _label(world, version_id, record.DEPLOYED)
-    _reconcile(world, written.document)
+    _reconcile(world, world.ledger.read().document)
     return "promoted"
 
 
@@ -483,7 +501,7 @@ def _fail(world: Rollouts, snapshot: Snapshot, reason: str, model: str | None) -
         doc["undeploy"] = [model] if model else []
         record.finish(doc, State.FAILED, now, reason, record.FAILED)
 
-    written = _commit(world, snapshot, fail, 0.0)
+    _commit(world, snapshot, fail, 0.0)
     world.log.error(f"version {version_id} not deployed, traffic as before: {reason}")
     _label(world, version_id, record.FAILED)
     if model and not before:  # alone on the endpoint: it may go with its 100 %
@@ -491,7 +509,7 @@ def _fail(world: Rollouts, snapshot: Snapshot, reason: str, model: str | None) -
             world.endpoint.undeploy(model)
         except (KeyError, ValueError, MeshError) as exc:
             world.log.warning(f"could not undeploy {model}: {exc}")
-    _reconcile(world, written.document)
+    _reconcile(world, world.ledger.read().document)
     return "failed"
 
 
