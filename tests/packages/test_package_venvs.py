@@ -1,136 +1,31 @@
 """Each built package, installed from its own requirements.txt into a fresh virtualenv, serves
 real events on both backends with only the package on sys.path.
 
-Local backend: for real, against the GCS emulator. gcp backend: the same, with Vertex AI's
-generated clients patched by ``autospec`` inside that venv (``serve_probe``). The first run on a
+Local backend: for real, against the GCS emulator. gcp backend: the same, with the generated
+clients of Vertex AI (and of Cloud Tasks) patched by ``autospec`` inside that venv
+(``serve_probe``, ``probe_cloud``); a whole rollout is ``test_package_rollout``. The first run on a
 machine installs each venv (see ``package_venv``); later runs reuse them. A requirement missing
 from a package fails here too: its import fails in the fresh venv.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import shutil
 import subprocess
-import uuid
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import package_venv
 import pytest
+from probe_runner import TRAINING_IMAGE as IMAGE
+from probe_runner import parse, run_probe, serve, storage_event, summary, without
 
 from salesmesh.artifact import write_manifest
 from salesmesh.sample import generate
 
-EVENTS = Path(__file__).parent.parent / "events"
-PROBE = Path(__file__).parent / "serve_probe.py"
-IMAGE = "europe-docker.pkg.dev/demo-project/salesmesh/train:1"
 VALID = generate(stores=1, products=2, days=120, seed=5).to_csv(index=False)
 NEGATIVE = VALID.replace("\n2024-01-05,S01,P001,", "\n2024-01-05,S01,P001,-", 1)
-
-
-@pytest.fixture(scope="session")
-def venv_of(built: dict[str, Any]) -> Callable[[str], Path]:
-    """The python of a function's own venv (installed on first use, cached per machine)."""
-    pythons: dict[str, Path] = {}
-
-    def python(name: str) -> Path:
-        if name not in pythons:
-            requirements = Path(built[name].folder) / "requirements.txt"
-            pythons[name] = package_venv.ensure(requirements, name).python
-        return pythons[name]
-
-    return python
-
-
-@pytest.fixture
-def cloud(emulator_host: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
-    """Fresh data, model and state buckets on the emulator, and the settings naming them."""
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator_host)
-    from salesmesh.data.source import storage_client
-
-    client = storage_client()
-    stem = uuid.uuid4().hex[:10]
-    buckets = {kind: client.create_bucket(f"{kind}-{stem}") for kind in ("data", "models", "state")}
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "STORAGE_EMULATOR_HOST": emulator_host,
-        "GOOGLE_CLOUD_PROJECT": "demo-project",
-        "SALESMESH_DATA_BUCKET": buckets["data"].name,
-        "SALESMESH_MODEL_BUCKET": buckets["models"].name,
-        "SALESMESH_STATE_BUCKET": buckets["state"].name,
-        "SALESMESH_STATE_DIR": str(tmp_path / "state"),
-        "SALESMESH_TRAINING_IMAGE": IMAGE,
-    }
-    return {"client": client, "env": env, **buckets}
-
-
-def run_probe(
-    python: Path,
-    package: str,
-    target: str,
-    env: dict[str, str],
-    cold: Sequence[dict[str, Any]],
-    faked: Sequence[dict[str, Any]] = (),
-) -> subprocess.CompletedProcess[str]:
-    """``serve_probe`` in the package's venv, isolated (-I), delivering ``cold`` then ``faked``."""
-    plan = Path(env["SALESMESH_STATE_DIR"]).parent / f"plan-{uuid.uuid4().hex[:6]}.json"
-    plan.write_text(json.dumps({"cold": list(cold), "faked": list(faked)}))
-    return subprocess.run(
-        [str(python), "-I", str(PROBE), package, target, str(plan)],
-        cwd=package,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def serve(
-    python: Path,
-    package: str,
-    target: str,
-    env: dict[str, str],
-    cold: Sequence[dict[str, Any]],
-    faked: Sequence[dict[str, Any]] = (),
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Deliver events from the package: (the probe's report, the JSON log lines it printed)."""
-    result = run_probe(python, package, target, env, cold, faked)
-    assert result.returncode == 0, result.stderr[-5000:]
-    return parse(result, package)
-
-
-def parse(
-    result: subprocess.CompletedProcess[str], package: str
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The probe's report, checked for isolation, and the function's JSON log lines."""
-    lines = result.stdout.splitlines()
-    assert lines and lines[-1].startswith("PROBE "), result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(lines[-1].removeprefix("PROBE "))
-    assert report["salesmesh"].startswith(package), report["salesmesh"]
-    assert report["foreign_paths"] == []  # nothing of the project, only package and venv
-    logs = [json.loads(line) for line in lines[:-1] if line.startswith('{"severity"')]
-    return report, logs
-
-
-def storage_event(
-    bucket: str, name: str, generation: int | str = "1793697267318412"
-) -> dict[str, Any]:
-    event = json.loads((EVENTS / "storage_finalized.json").read_text())
-    event["headers"]["ce-source"] = f"//storage.googleapis.com/projects/_/buckets/{bucket}"
-    event["headers"]["ce-subject"] = f"objects/{name}"
-    event["data"] |= {"bucket": bucket, "name": name, "generation": str(generation)}
-    return event
-
-
-def without(event: dict[str, Any], field: str) -> dict[str, Any]:
-    broken = copy.deepcopy(event)
-    del broken["data"][field]
-    return broken
 
 
 def upload(bucket: Any, name: str, text: str) -> dict[str, Any]:
@@ -138,10 +33,6 @@ def upload(bucket: Any, name: str, text: str) -> dict[str, Any]:
     blob.upload_from_string(text, content_type="text/csv")
     blob.reload()
     return storage_event(bucket.name, name, blob.generation)
-
-
-def summary(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(line["severity"], line["message"].split(":")[0]) for line in logs]
 
 
 def test_train_trigger_quarantines_and_ignores_locally(venv_of, built, cloud):
