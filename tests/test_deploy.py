@@ -371,3 +371,36 @@ def test_two_rollouts_started_at_once_never_interleave(
     assert len(spans) == 2 and spans[0][1] <= spans[1][0], spans
     assert {world.version_of(r)["state"] for r in ("r-a", "r-b")} == {"deployed", "standby"}
     assert sum(world.endpoint.traffic().values()) == 100
+
+
+def test_a_registration_claim_is_held_once_and_taken_over_when_stale() -> None:
+    """One delivery claims a run's registration; another waits while the claim is young,
+    takes it over once its holder must be dead, and nobody claims a run already queued."""
+    from salesmesh.rollout import record
+    from salesmesh.rollout.ledger import empty
+
+    doc = empty("salesmesh")
+    assert record.claim_registration("r-1", "a", 100.0, 300.0, doc) is True
+    assert record.claim_registration("r-1", "a", 101.0, 300.0, doc) is True  # its own again
+    assert record.claim_registration("r-1", "b", 200.0, 300.0, doc) is None
+    assert record.claim_registration("r-1", "b", 401.0, 300.0, doc) is True
+    assert doc["registering"]["r-1"]["token"] == "b"
+    doc["runs"]["r-1"] = "1"
+    assert record.claim_registration("r-1", "c", 900.0, 300.0, doc) is False
+
+
+def test_a_delivery_finding_the_run_being_registered_asks_to_be_retried(
+    world: World, model_artifact: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another delivery holds a fresh claim on the run, a delivery waits, then fails
+    with a retry-later error: the event comes again and nothing is registered twice."""
+    manifest = world.publish(model_artifact, "r-busy")
+    world.ledger.update(
+        lambda doc: doc.setdefault("registering", {}).update(
+            {"r-busy": {"token": "someone", "at": time.time()}}
+        )
+    )
+    monkeypatch.setattr(deploy, "CLAIM_WAIT_SECONDS", 0.5)
+    with pytest.raises(deploy.DeployInProgressError, match="being registered by another"):
+        world.deliver(manifest)
+    assert world.registry.versions() == []

@@ -25,18 +25,30 @@ import csv
 import json
 import re
 import tempfile
+import time
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from salesmesh import artifact, events
-from salesmesh.errors import ArtifactIntegrityError, BadEventError, SourceError
+from salesmesh.errors import ArtifactIntegrityError, BadEventError, MeshError, SourceError
+from salesmesh.logs import Logger
 from salesmesh.ports import RUN_ID, ModelVersion
 from salesmesh.rollout import policy, record
 from salesmesh.rollout.steps import STATE_LABEL, STEP_EVENT, Rollouts, advance
 
 RUN_LABEL = "salesmesh-run"
+# A registration claimed by one delivery (see _claim) is waited for by the others this long,
+# and taken over once it is older than CLAIM_SECONDS: its holder died.
+CLAIM_WAIT_SECONDS, CLAIM_POLL_SECONDS, CLAIM_SECONDS = 60.0, 0.25, 300.0
+
+
+class DeployInProgressError(MeshError):
+    """Another delivery of the same run is registering it; the event should come again."""
+
+
 CORRELATION_LABEL = "salesmesh-correlation"
 # the files a run must have for it to be served and judged
 REQUIRED = ("metrics.json", "series.csv", "forecaster.json")
@@ -101,6 +113,9 @@ def handle_manifest(obj: events.StorageObject, world: Rollouts) -> Deployment:
         labels |= {"salesmesh-data-generation": upload.generation}
     metrics["source"] = {k: data.get(k) for k in ("uri", "generation", "md5", "rows")}
     uri = f"gs://{obj.bucket}/{folder.rstrip('/')}"
+    if not _claim(world, run_id, log):
+        log.info(f"duplicate delivery: run {run_id} was registered by another delivery")
+        return Deployment("duplicate", "registered by another delivery", step=advance(world))
     # the artifact folder identifies a run's version: labels may carry the model's, merged in
     existing = [v for v in world.registry.versions() if v.artifact_uri == uri]
     version = (
@@ -116,9 +131,45 @@ def handle_manifest(obj: events.StorageObject, world: Rollouts) -> Deployment:
     }
     queued: list[bool] = []
     now = world.clock()
-    world.ledger.update(lambda doc: queued.append(record.queue_version(doc, entry, now)))
+
+    def queue(doc: dict[str, Any]) -> None:
+        queued.append(record.queue_version(doc, entry, now))
+        doc.get("registering", {}).pop(run_id, None)
+
+    world.ledger.update(queue)
     log.info(f"registered run {run_id} as version {version.version_id}; queued for rollout")
     return Deployment("queued" if queued[-1] else "duplicate", "", version, advance(world))
+
+
+def _claim(world: Rollouts, run_id: str, log: Logger) -> bool:
+    """Whether this delivery registers ``run_id``: True for exactly one of any number of
+    simultaneous deliveries; False once another has queued it. While another holds the claim,
+    wait for it (a registration takes seconds); raise DeployInProgressError, so the event is
+    delivered again later, if it takes too long or its holder died."""
+    token = uuid.uuid4().hex
+    deadline = time.monotonic() + CLAIM_WAIT_SECONDS
+    while (verdict := _try_claim(world, run_id, token)) is None:
+        if time.monotonic() > deadline:
+            raise DeployInProgressError(
+                f"run {run_id} is being registered by another delivery; retry later (a "
+                f"registration unfinished after {CLAIM_SECONDS:.0f} s is taken over)"
+            )
+        log.debug(f"run {run_id} is being registered by another delivery: waiting")
+        time.sleep(CLAIM_POLL_SECONDS)  # another delivery is registering: seconds at most
+    return verdict
+
+
+def _try_claim(world: Rollouts, run_id: str, token: str) -> bool | None:
+    """One attempt at :func:`salesmesh.rollout.record.claim_registration`, written if won."""
+    verdict: list[bool | None] = []
+
+    def claim(doc: dict[str, Any]) -> bool:
+        now = world.clock()
+        verdict.append(record.claim_registration(run_id, token, now, CLAIM_SECONDS, doc))
+        return verdict[-1] is True
+
+    world.ledger.update(claim)
+    return verdict[-1]
 
 
 def handle_event(event: Any, world: Rollouts) -> str:

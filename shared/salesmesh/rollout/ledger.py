@@ -135,8 +135,11 @@ class LedgerStore:
                 return mine  # a retried request whose first attempt had succeeded
             return Snapshot(stored, int(blob.generation))
 
-    def update(self, change: Callable[[dict[str, Any]], None], attempts: int = 20) -> Snapshot:
-        """Apply ``change`` to the latest record and store it, re-reading on conflict.
+    def update(
+        self, change: Callable[[dict[str, Any]], bool | None], attempts: int = 20
+    ) -> Snapshot:
+        """Apply ``change`` to the latest record and store it, re-reading on conflict; a
+        ``change`` that returns False changed nothing, and nothing is written.
 
         For changes that do not depend on the world outside the ledger (queueing a version,
         recording a verdict), so re-applying them to a newer record is right.
@@ -144,7 +147,8 @@ class LedgerStore:
         for _ in range(attempts):
             snapshot = self.read()
             document = snapshot.document
-            change(document)
+            if change(document) is False:
+                return snapshot
             document["seq"] = int(document.get("seq", 0)) + 1
             try:
                 return self.write(document, snapshot.generation)

@@ -80,6 +80,21 @@ def queue_version(doc: dict[str, Any], entry: Mapping[str, Any], at: float) -> b
     return True
 
 
+def claim_registration(
+    run_id: str, token: str, at: float, ttl: float, doc: dict[str, Any]
+) -> bool | None:
+    """Claim the registration of ``run_id`` for the delivery holding ``token``: True if this
+    one may register it (the claim is now in ``doc``), False if the run is queued already, None
+    while another delivery's claim younger than ``ttl`` seconds holds it."""
+    held = doc.setdefault("registering", {}).get(run_id)
+    if run_id in doc["runs"]:
+        return False
+    if held and held["token"] != token and at - float(held["at"]) < ttl:
+        return None
+    doc["registering"][run_id] = {"token": token, "at": at}
+    return True
+
+
 def start(doc: dict[str, Any], entry: Mapping[str, Any], at: float, **fields: Any) -> None:
     """Make the queued ``entry`` the rollout in progress, in state ``registered``."""
     doc["queue"] = [q for q in doc["queue"] if q["version_id"] != entry["version_id"]]
