@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deploy-minutes", type=float, default=15.0)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    import logging
     import tempfile
+
+    # the Vertex AI SDK narrates every model upload and endpoint update at INFO
+    logging.getLogger("google.cloud.aiplatform").setLevel(logging.WARNING)
 
     report = report_header(
         "bench/rollout.py", ["google-cloud-aiplatform", "google-cloud-tasks"], args

@@ -342,7 +342,7 @@ def render(report: Mapping[str, Any], args: argparse.Namespace) -> str:
             "script's poll. `longest step`: the longest single rollout step deploy_model took.",
         ]
     targets = markdown_table(["measure", "measured", "target", "verdict"], rows)
-    return "\n".join(["## Targets (issue 4)\n", targets, *out])
+    return "\n".join(["## Targets\n", targets, *out])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

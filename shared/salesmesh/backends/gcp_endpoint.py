@@ -23,8 +23,9 @@ What Vertex AI can and cannot tell about one deployed model:
   probe when the model takes all the traffic (the answer must come from it) and otherwise reports
   a deployed, listed model as healthy on the strength of the deploy's own health wait.
 - Live request and error counts per deployed model are Cloud Monitoring metrics
-  (``prediction/online/prediction_count``, ``error_count``); reading them needs the Monitoring
-  client, which the mesh's alert policy already watches, so ``Health.requests/errors`` stay 0.
+  (``prediction/online/prediction_count``, ``error_count``), read through the Metrics port
+  (:mod:`salesmesh.backends.gcp_metrics`), which the canary verdict uses; so here
+  ``Health.requests/errors`` stay 0.
 
 The Vertex AI SDK is imported on first use only.
 """
