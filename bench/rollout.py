@@ -79,18 +79,13 @@ def clean_runs(artifact: Path, deploy_seconds: float) -> dict[str, Any]:
 
 
 def crash_runs(artifact: Path, deploy_seconds: float, calls: int) -> dict[str, Any]:
-    from gcp_rollout import gcp_rollouts
+    from gcp_rollout import second_rollout
 
     outcomes: list[dict[str, Any]] = []
     longest = 0.0
     for k in range(1, calls + 1):
         for after in (False, True):
-            with gcp_rollouts(artifact, deploy_seconds=deploy_seconds) as cloud:
-                cloud.ship("r-1", 0.8)
-                cloud.run()
-                cloud.ship("r-2", 0.7)
-                cloud.crash_at, cloud.crash_after = cloud.calls + k, after
-                cloud.run()
+            with second_rollout(artifact, deploy_seconds, k, after) as cloud:
                 longest = max(longest, *cloud.step_seconds)
                 outcomes.append(
                     {"call": k, "after": after, "crashes": cloud.crashes, "ok": promoted(cloud)}

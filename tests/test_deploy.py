@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from run_folders import upload_folder
+from run_folders import upload_folder, variant
 
-from salesmesh.artifact import MANIFEST, write_manifest
+from salesmesh.artifact import MANIFEST
 from salesmesh.backends.local_endpoint import LocalEndpoint
 from salesmesh.backends.local_metrics import LocalMetrics
 from salesmesh.backends.local_registry import LocalModelRegistry
@@ -119,18 +118,6 @@ def world(bucket: Any, state_dir: Path, emulator_host: str) -> Iterator[World]:
         yield made
     finally:
         made.endpoint.stop_servers()
-
-
-def variant(artifact: Path, target: Path, mase: float) -> Path:
-    """A copy of a run whose backtest says the model scored ``mase``, manifest rewritten."""
-    shutil.copytree(artifact, target)
-    metrics = json.loads((target / "metrics.json").read_text())
-    metrics["models"]["salesmesh"]["mase"] = mase
-    (target / "metrics.json").write_text(json.dumps(metrics))
-    extra = json.loads((target / MANIFEST).read_text())
-    (target / MANIFEST).unlink()
-    write_manifest(target, {k: extra[k] for k in ("data", "model", "metrics")})
-    return target
 
 
 def live(requests: int, errors: int = 0, p99_ms: float | None = 20.0) -> Any:

@@ -82,6 +82,7 @@ class GcpRollouts:
     crash_at: int | None = None  # the acting call that dies
     crash_after: bool = False  # die after the call took effect (else before)
     live_traffic: int = 100  # requests a canary serves per minute (Cloud Monitoring sees them)
+    second_calls: int = 0  # acting calls of the second rollout (see second_rollout)
 
     def __post_init__(self) -> None:
         self.vertex = self.stack.enter_context(
@@ -240,6 +241,24 @@ class GcpRollouts:
         endpoint = self.parts["endpoint"]
         by_id = {d.id: d.version_id for d in endpoint.deployed()}
         return {by_id[k]: v for k, v in endpoint.traffic().items()}
+
+
+@contextlib.contextmanager
+def second_rollout(
+    artifact: Path, deploy_seconds: float, crash_at: int | None = None, after: bool = False
+) -> Iterator[GcpRollouts]:
+    """Version 1 rolled out cleanly, then version 2 with the function killed at its
+    ``crash_at``-th acting call (None: never), before or ``after`` the call took effect."""
+    with gcp_rollouts(artifact, deploy_seconds=deploy_seconds) as cloud:
+        cloud.ship("r-1", 0.8)
+        cloud.run()
+        cloud.ship("r-2", 0.7)
+        cloud.second_calls = cloud.calls
+        if crash_at is not None:
+            cloud.crash_at, cloud.crash_after = cloud.calls + crash_at, after
+        cloud.run()
+        cloud.second_calls = cloud.calls - cloud.second_calls
+        yield cloud
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gcp_rollout import GcpRollouts, gcp_rollouts
+from gcp_rollout import GcpRollouts, gcp_rollouts, second_rollout
 
 
 @pytest.fixture
@@ -58,31 +58,17 @@ def test_a_fifteen_minute_deployment_is_carried_by_short_steps(cloud: GcpRollout
 CRASH_DEPLOY_SECONDS = 60.0
 
 
-def _calls_of_a_second_rollout(model_artifact: Path) -> int:
-    with gcp_rollouts(model_artifact, deploy_seconds=CRASH_DEPLOY_SECONDS) as clean:
-        clean.ship("r-1", 0.8)
-        clean.run()
-        clean.ship("r-2", 0.7)
-        before = clean.calls
-        clean.run()
-        return clean.calls - before
-
-
 def test_a_crash_at_any_acting_call_still_promotes_once(model_artifact: Path) -> None:
     """Kill the function before, and after, each call that changes something in a second
     rollout: every time the new version ends promoted once, with the old one at 0 %."""
-    calls = _calls_of_a_second_rollout(model_artifact)
+    with second_rollout(model_artifact, CRASH_DEPLOY_SECONDS) as clean:
+        calls = clean.second_calls
     assert calls >= 10, calls
     for k in range(1, calls + 1):
         for after in (False, True):
-            with gcp_rollouts(model_artifact, deploy_seconds=CRASH_DEPLOY_SECONDS) as cloud:
-                cloud.ship("r-1", 0.8)
-                cloud.run()
-                cloud.ship("r-2", 0.7)
-                cloud.crash_at, cloud.crash_after = cloud.calls + k, after
-                cloud.run()
+            with second_rollout(model_artifact, CRASH_DEPLOY_SECONDS, k, after) as cloud:
                 where = f"crash {'after' if after else 'before'} acting call {k} of {calls}"
-                assert cloud.crashes == (1 if cloud.calls >= cloud.crash_at else 0), where
+                assert cloud.crashes == 1, where
                 try:
                     _promoted(cloud, "2", "1")
                 except AssertionError as exc:

@@ -9,7 +9,6 @@ split over live, verified models summing to 100, and the ledger's story whole.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 import pytest
 from mesh_cli import cli, cli_json, start_mesh
 from mesh_waits import wait_for
+from run_folders import variant
 
-from salesmesh.artifact import MANIFEST, write_manifest
 from salesmesh.rollout.faults import POINTS
 
 pytestmark = pytest.mark.slow
@@ -52,17 +51,6 @@ def _publish(info: dict[str, Any], folder: Path, run_id: str) -> None:
         client_options={"api_endpoint": info["storage_emulator_host"]},
     )
     upload_folder(client, folder, f"gs://salesmesh-models/runs/{run_id}")
-
-
-def _variant(artifact: Path, target: Path, mase: float) -> Path:
-    shutil.copytree(artifact, target)
-    metrics = json.loads((target / "metrics.json").read_text())
-    metrics["models"]["salesmesh"]["mase"] = mase
-    (target / "metrics.json").write_text(json.dumps(metrics))
-    extra = json.loads((target / MANIFEST).read_text())
-    (target / MANIFEST).unlink()
-    write_manifest(target, {k: extra[k] for k in ("data", "model", "metrics")})
-    return target
 
 
 def _settled(state: Path, run_id: str) -> dict[str, Any]:
@@ -105,7 +93,7 @@ def test_deploy_model_killed_in_every_state_still_promotes_once(
         mesh, info = _up(state, {**EXTRA, "SALESMESH_FAULTS": f"crash-at:{point}"})
         try:
             pid = info["function_pids"]["deploy_model"]
-            _publish(info, _variant(model_artifact, tmp_path / point, 0.7 - 0.01 * i), run_id)
+            _publish(info, variant(model_artifact, tmp_path / point, 0.7 - 0.01 * i), run_id)
             wait_for(lambda: not _alive(pid), 90, f"deploy_model to die at {point}")  # noqa: B023
         finally:
             _down(mesh)
