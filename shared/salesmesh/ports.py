@@ -420,3 +420,53 @@ class TaskQueue(Protocol):
         """Queue ``task``; False, queuing nothing, when a task of that name is already queued
         (or ran recently, as Cloud Tasks remembers names), True otherwise."""
         ...
+
+
+# --- pub/sub ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One message as a subscription hands it out: what a ``messagePublished`` event carries.
+
+    ``ack_id`` names this delivery (a redelivery gets a new one); ``message_id`` names the
+    message (the same on every delivery). ``publish_time`` is RFC 3339 UTC.
+    ``delivery_attempt`` counts deliveries from 1; Pub/Sub reports it only on subscriptions
+    with a dead-letter policy, and 0 means the backend does not know.
+    """
+
+    ack_id: str
+    message_id: str
+    data: bytes
+    attributes: Mapping[str, str]
+    publish_time: str
+    delivery_attempt: int
+
+
+class Topic(Protocol):
+    """Publishing to one topic: Pub/Sub (or its emulator), or the in-process fallback."""
+
+    def publish(self, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+        """Publish one message and return its message id once the topic has stored it."""
+        ...
+
+
+class Subscription(Protocol):
+    """Pulling from one subscription, at least once: a message not acked comes back.
+
+    Every backend passes one contract suite (tests/backends/contract_pubsub.py).
+    """
+
+    def pull(self, max_messages: int, timeout: float) -> builtins.list[ReceivedMessage]:
+        """Up to ``max_messages`` messages, as soon as one is there; ``[]`` after ``timeout``
+        seconds without any. Each is leased to the caller until acked, nacked or expired."""
+        ...
+
+    def ack(self, ack_ids: Sequence[str]) -> None:
+        """Done with these deliveries: their messages are not delivered again."""
+        ...
+
+    def nack(self, ack_ids: Sequence[str]) -> None:
+        """Give these deliveries back now: their messages are redelivered (a new attempt), or
+        dead-lettered once the subscription's maximum attempts are spent."""
+        ...
