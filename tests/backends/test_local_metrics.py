@@ -12,19 +12,16 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import suppress
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from contract_metrics import CANARY, SLOW_MS, STABLE, MetricsContract
+from upstreams import Upstream
 
 from salesmesh.backends import metrics as build_metrics
 from salesmesh.backends.local_endpoint import RECORD, endpoint_dir, write_json
@@ -35,49 +32,6 @@ from salesmesh.local.router import RouterProcess
 NAME = "salesmesh"
 
 
-class _Answer(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # or every answer waits for a delayed ACK
-
-    def do_POST(self) -> None:
-        instance = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["instances"][0]
-        time.sleep(instance.get("sleep_ms", 0) / 1000)
-        status = instance.get("status", 200)
-        body = json.dumps({"predictions": [{"forecast": []}]} if status == 200 else {}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Model(ThreadingHTTPServer):
-    """A deployed model's server; :meth:`stop` also drops the router's kept-alive connections,
-    as a dying process would."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Answer)
-        self.connections: list[socket.socket] = []
-        threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True).start()
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        connection, address = super().get_request()
-        self.connections.append(connection)
-        return connection, address
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        for connection in self.connections:
-            with suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
 class LocalTraffic:
     """Models behind a real router process; ``serve`` sends them real requests."""
 
@@ -86,7 +40,7 @@ class LocalTraffic:
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
-        self.servers = {model_id: _Model() for model_id in (STABLE, CANARY)}
+        self.servers = {model_id: Upstream(model_id) for model_id in (STABLE, CANARY)}
         self.route({STABLE: 100, CANARY: 0})
         self.router = RouterProcess(state_dir, NAME)
         self.router.start()

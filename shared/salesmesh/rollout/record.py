@@ -32,7 +32,6 @@ class State(StrEnum):
     FAILED = "failed"
 
 
-FINISHED = frozenset({State.DONE, State.ABORTED, State.FAILED})
 # what a version is, as `salesmesh versions` shows it
 QUEUED, ROLLING_OUT, DEPLOYED, STANDBY, RETIRED = (
     "queued",
