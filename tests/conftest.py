@@ -87,3 +87,7 @@ def broken_artifact(model_artifact: Path, tmp_path_factory: pytest.TempPathFacto
     (broken / MANIFEST).unlink()
     write_manifest(broken, {k: extra[k] for k in ("data", "model", "metrics")})
     return broken
+
+
+# the rollout's world on the real local backends (tests/rollout_world.py), for any test module
+from rollout_world import world  # noqa: E402, F401
