@@ -238,6 +238,47 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    import dataclasses
+    import getpass
+
+    from salesmesh import logs, runtime
+    from salesmesh.rollout import rollback
+
+    settings = _serving_settings(args)
+    local = settings.backend == "local"
+    # the mesh's log on the local mesh (where `salesmesh logs` reads the story); none on gcp,
+    # where the ledger's history keeps who did it
+    log = (
+        logs.Logger(
+            "salesmesh rollback", stream=None, path=settings.state_dir / "logs" / runtime.LOG_FILE
+        )
+        if local
+        else logs.Logger("salesmesh rollback", stream=None)
+    )
+    try:
+        person = getpass.getuser()
+    except (KeyError, OSError):  # no user name in a bare container
+        person = "unknown user"
+    who = f"salesmesh rollback ({person})"
+    world = dataclasses.replace(runtime.rollouts(settings, log), who=who)
+    request = rollback.Request(who, args.reason, to=args.to)
+    outcome = rollback.rollback(world, request)
+    if outcome.changed:
+        log.warning(outcome.reason, rollback=outcome.action)
+    else:
+        log.info(f"no rollback: {outcome.reason}", rollback=outcome.action)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(outcome), indent=2))
+    elif outcome.changed:
+        print(outcome.reason)
+        split = runtime.endpoint(settings).traffic()
+        print("traffic now: " + ", ".join(f"{m}: {p}%" for m, p in split.items()))
+    else:
+        print(f"salesmesh: no rollback: {outcome.reason}", file=sys.stderr)
+    return 0 if outcome.changed else 1
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -380,6 +421,23 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--project", help="Google Cloud project: read its state bucket")
     story.add_argument("--json", action="store_true", help="print as JSON")
     story.set_defaults(handler=_cmd_history)
+
+    back = commands.add_parser(
+        "rollback",
+        help="put the previous version back at 100 % of traffic (or abort the rollout)",
+        description="Roll the endpoint back through its rollout ledger, the same way "
+        "alert_handler does for an incident: during a rollout, abort it (the old champion keeps "
+        "100 %); otherwise the previous champion still deployed (or --to VERSION) takes all "
+        "traffic, the current one is marked rolled_back and undeployed, the aliases move, and "
+        "the history records who and why. Exit 0 when traffic moved, 1 when nothing could be "
+        "rolled back (the reason is printed). The running local mesh by default, Google "
+        "Cloud with --project.",
+    )
+    back.add_argument("--to", metavar="VERSION", help="the deployed version to return to")
+    back.add_argument("--reason", default="rolled back by hand", help="why, for the history")
+    back.add_argument("--project", help="Google Cloud project: roll back on Vertex AI")
+    back.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    back.set_defaults(handler=_cmd_rollback)
     return parser
 
 

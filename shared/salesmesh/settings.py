@@ -44,6 +44,7 @@ ENV_VARS: dict[str, str] = {
     "canary_seconds": "SALESMESH_CANARY_SECONDS",
     "gate_tolerance": "SALESMESH_GATE_TOLERANCE",
     "keep_deployed": "SALESMESH_KEEP_DEPLOYED",
+    "rollback_cooldown": "SALESMESH_ROLLBACK_COOLDOWN",
     "tasks_queue": "SALESMESH_TASKS_QUEUE",
     "deploy_url": "SALESMESH_DEPLOY_URL",
     "tasks_service_account": "SALESMESH_TASKS_SERVICE_ACCOUNT",
@@ -102,6 +103,9 @@ class Settings:
     gate_tolerance: float = 0.05
     # deployed models kept: the champion and, at 0 % traffic, its warm standby
     keep_deployed: int = 2
+    # after an automatic rollback, incidents do not roll back again for this long (seconds): a
+    # flapping alert must not walk the endpoint back through every version it ever had
+    rollback_cooldown: float = 600.0
     # delayed rollout steps: the Cloud Tasks queue, deploy_model's URL it POSTs to, and the
     # identity whose OIDC token Cloud Tasks attaches (the function's invoker)
     tasks_queue: str = "salesmesh-rollout"
@@ -269,6 +273,7 @@ _NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str
     "keep_deployed": (int, _whole(1), "a whole number of deployed models, at least 1"),
     "canary_seconds": (float, _between(0, 86_400), "seconds from 0 to 86400"),
     "gate_tolerance": (float, _between(0, 1), "a fraction from 0 to 1, such as 0.05"),
+    "rollback_cooldown": (float, _between(0, 86_400), "seconds from 0 to 86400"),
 }
 
 

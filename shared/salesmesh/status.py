@@ -36,16 +36,27 @@ def gather(settings: Settings, storage: Callable[[], Any] | None = None) -> dict
         "runs": runs,
         "quarantine": [],
         "dead_letters": dead_letters(settings.state_dir),
+        "incidents": [],
         "notes": [],
     }
     if storage is None:
-        status["notes"].append("quarantine not listed: no storage emulator or project configured")
+        status["notes"].append(
+            "quarantine not listed, incidents not read: no storage emulator or project configured"
+        )
         return status
     try:
-        status["quarantine"] = quarantined(storage(), settings)
+        client = storage()
+        status["quarantine"] = quarantined(client, settings)
+        ledger = runtime.ledger(settings, client=lambda: client).read().document
+        status["incidents"] = incidents(ledger)
     except Exception as exc:  # an unreachable bucket must not hide the runs
-        status["notes"].append(f"quarantine not listed: {settings.state_bucket}: {exc}")
+        status["notes"].append(f"quarantine not listed, incidents not read: {exc}")
     return status
+
+
+def incidents(ledger: dict[str, Any]) -> list[dict[str, Any]]:
+    """The incidents the rollout ledger heard of (newest last) and what was done about each."""
+    return list((ledger.get("incidents") or {}).values())
 
 
 def quarantined(client: Any, settings: Settings) -> list[dict[str, Any]]:
@@ -100,5 +111,13 @@ def render(status: dict[str, Any]) -> str:
     for letter in status["dead_letters"]:
         what = letter.get("function", "?"), letter.get("event_id", "?"), letter.get("attempts")
         lines.append(f"  {what[0]} event {what[1]} after {what[2]} attempt(s)")
+    found = status.get("incidents") or []
+    lines.append(f"incidents ({len(found)}):")
+    for item in found[-20:]:
+        version = item.get("version_id") or "?"
+        lines.append(
+            f"  {item.get('incident_id')}  {item.get('state', '?'):<6}  version {version}  "
+            f"{item.get('action', '?')}: {item.get('why', '')}"
+        )
     lines += [f"note: {note}" for note in status["notes"]]
     return "\n".join(lines)

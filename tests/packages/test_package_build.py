@@ -54,7 +54,7 @@ def run_builder(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_every_function_is_found():
     """The builder packages each folder under functions/ that holds a main.py."""
     assert sorted(p.parent.name for p in (ROOT / "functions").glob("*/main.py")) == FUNCTIONS
-    assert {"train_trigger", "deploy_model"} <= set(FUNCTIONS)
+    assert {"train_trigger", "deploy_model", "alert_handler"} <= set(FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -109,17 +109,17 @@ def test_plain_output_names_each_zip_with_size_and_sha256(built: dict[str, Any],
 
 
 def test_a_new_function_is_packaged_without_being_named(tmp_path: Path):
-    """A folder added under functions/ (alert_handler, later) is built by a plain run."""
+    """A folder added under functions/ is built by a plain run, without naming it."""
     root = copy_of_repo(tmp_path / "checkout")
-    handler = root / "functions" / "alert_handler"
+    handler = root / "functions" / "nightly_report"
     handler.mkdir()
     (handler / "main.py").write_text("from salesmesh.events import StorageObject\n")
     (handler / "requirements.txt").write_text("cloudevents==1.12.0\n")
     result = run_builder(root, "--json", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     names = [json.loads(line)["name"] for line in result.stdout.splitlines()]
-    assert names == sorted([*FUNCTIONS, "alert_handler"])
-    assert (tmp_path / "out" / "alert_handler" / "salesmesh" / "events.py").is_file()
+    assert names == sorted([*FUNCTIONS, "nightly_report"])
+    assert (tmp_path / "out" / "nightly_report" / "salesmesh" / "events.py").is_file()
 
 
 def test_only_the_named_functions_are_built(tmp_path: Path):

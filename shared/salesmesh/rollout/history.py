@@ -1,7 +1,8 @@
 """What ``salesmesh history`` prints: which version served when, and why it changed.
 
 Read from the rollout ledger alone (:mod:`salesmesh.rollout.ledger`): every rollout's
-transitions and every traffic split the ledger decided, merged into one timeline.
+transitions, every traffic split the ledger decided (rollbacks among them, with the incident
+that asked for each) and every incident alert_handler heard of, merged into one timeline.
 """
 
 from __future__ import annotations
@@ -39,13 +40,29 @@ def gather(ledger: Mapping[str, Any]) -> dict[str, Any]:
                 "why": change.get("why", ""),
             }
         )
-    events.sort(key=lambda e: (e["at"], e["kind"] == "rollout"))
+    for found in (ledger.get("incidents") or {}).values():
+        events.append(
+            {
+                "at": found.get("received_at", ""),
+                "kind": "incident",
+                "incident_id": found.get("incident_id"),
+                "state": found.get("state"),
+                "version_id": found.get("version_id"),
+                "action": found.get("action"),
+                "why": found.get("summary", ""),
+            }
+        )
+    # an incident before what it caused; a rollout's states after the traffic they made
+    order = {"incident": 0, "traffic": 1, "rollout": 2}
+    events.sort(key=lambda e: (e["at"], order[e["kind"]]))
     return {
         "endpoint": ledger.get("endpoint"),
         "timeline": events,
         "traffic": ledger.get("history") or [],
         "rollouts": rollouts,
         "queued": [entry["version_id"] for entry in ledger.get("queue") or []],
+        "incidents": list((ledger.get("incidents") or {}).values()),
+        "rollbacks": ledger.get("rollbacks") or [],
     }
 
 
@@ -58,6 +75,9 @@ def render(gathered: Mapping[str, Any]) -> str:
     for event in timeline:
         if event["kind"] == "rollout":
             what = f"version {event['version_id']:<4} {event['state']:<10}"
+        elif event["kind"] == "incident":
+            about = f"version {event['version_id']}" if event["version_id"] else "no version"
+            what = f"incident {event['state']} ({about}) -> {event['action']}"
         else:
             what = f"traffic {_split(event['from'])} -> {_split(event['to'])} by {event['who']}"
         lines.append(f"{event['at']}  {what}  {event['why']}".rstrip())
