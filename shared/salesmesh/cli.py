@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -120,24 +121,71 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from salesmesh import logs, runtime
     from salesmesh.settings import Settings
 
+    if args.project:
+        return _cloud_logs(args)
+    if args.since is not None or args.limit is not None:
+        raise argparse.ArgumentTypeError("--since and --limit read Cloud Logging: add --project")
     path = Settings.from_env().state_dir / "logs" / runtime.LOG_FILE
     shown = 0
     try:
         while True:
-            records = list(logs.read(path, run_id=args.run))
+            records = [r for r in logs.read(path) if not args.run or logs.in_story(r, args.run)]
             for record in records[shown:]:
-                labels = record.get(logs.LABELS, {})
-                run = f" [{labels['run_id']}]" if "run_id" in labels else ""
-                print(
-                    f"{record.get('time', '')} {record.get('severity', ''):<8} "
-                    f"{record.get('component', '')}{run}: {record.get('message', '')}"
-                )
+                _print_log(record, args.json)
             shown = len(records)
             if not args.follow:
                 return 0
             time.sleep(0.5)  # a person is watching; half a second is plenty
     except KeyboardInterrupt:  # Ctrl-C ends --follow; that is not an error
         return 0
+
+
+def _cloud_logs(args: argparse.Namespace) -> int:
+    from salesmesh.backends import gcp_logs
+
+    if args.follow:
+        # Cloud Logging ingests late and out of order: polling would drop lines without saying
+        raise argparse.ArgumentTypeError(
+            "--follow reads the local mesh's log only; with --project run the command again"
+        )
+    limit = args.limit or gcp_logs.LIMIT
+    shown = 0
+    for record in gcp_logs.read(args.project, run_id=args.run, since=args.since, limit=limit):
+        _print_log(record, args.json)
+        shown += 1
+    if shown >= limit:
+        print(
+            f"(only the newest {limit} lines; raise --limit for older ones)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _print_log(record: dict[str, Any], as_json: bool) -> None:
+    """One log record as one line, the same for the local log and Cloud Logging."""
+    if as_json:
+        print(json.dumps(record, ensure_ascii=False))
+        return
+    from salesmesh import logs
+
+    labels = record.get(logs.LABELS) or {}
+    run = f" [{labels['run_id']}]" if "run_id" in labels else ""
+    print(
+        f"{record.get('time', '')} {record.get('severity', ''):<8} "
+        f"{record.get('component', '')}{run}: {record.get('message', '')}"
+    )
+
+
+def _duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``2h``, ``1d`` or a sum such as ``1h30m``, as a timedelta."""
+    import re
+
+    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    parts = re.findall(r"(\d+)([smhd])", text)
+    total = sum(int(number) * seconds[unit] for number, unit in parts)
+    if "".join(number + unit for number, unit in parts) != text or total <= 0:
+        raise argparse.ArgumentTypeError(f"a duration such as 30m, 2h or 1d, got {text!r}")
+    return timedelta(seconds=total)
 
 
 def _serving_settings(args: argparse.Namespace) -> Any:
@@ -376,10 +424,27 @@ def build_parser() -> argparse.ArgumentParser:
     log = commands.add_parser(
         "logs",
         help="the mesh's structured logs",
-        description="Print the structured log lines of the functions and trainer runs.",
+        description="Print the structured log lines of the functions and trainer runs: the "
+        "local mesh's log by default, the functions' Cloud Logging entries with --project.",
     )
-    log.add_argument("--run", metavar="ID", help="only lines about this training run")
+    log.add_argument(
+        "--run", metavar="ID", help="only one upload's story: its run or its correlation id"
+    )
     log.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    log.add_argument("--project", help="Google Cloud project: read Cloud Logging")
+    log.add_argument(
+        "--since",
+        type=_duration,
+        metavar="DURATION",
+        help="with --project: from this long ago (30m, 2h, 1d; default 1d)",
+    )
+    log.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="with --project: the newest N lines at most (default 1000)",
+    )
+    log.add_argument("--json", action="store_true", help="one JSON object per line")
     log.set_defaults(handler=_cmd_logs)
 
     predict = commands.add_parser(

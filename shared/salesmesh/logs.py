@@ -216,6 +216,33 @@ def _matches(record: dict[str, Any], key: str, wanted: str | None) -> bool:
     return record.get(key) == wanted or (isinstance(labels, dict) and labels.get(key) == wanted)
 
 
+def story(run: str) -> tuple[str, str]:
+    """The run id and the correlation id of one upload's story, given either of them.
+
+    One upload generation gets one run, and both ids share its digest (``r-…`` the run, ``c-…``
+    the upload; see :func:`salesmesh.events.run_id`), so either names the other. An id of
+    neither shape is taken as both.
+    """
+    if run.startswith("r-"):
+        return run, "c-" + run[2:]
+    if run.startswith("c-"):
+        return "r-" + run[2:], run
+    return run, run
+
+
+def in_story(record: Mapping[str, Any], run: str) -> bool:
+    """Whether ``record`` belongs to the story of ``run`` (a run or a correlation id): it
+    carries the run id (as a field or a label) or the upload's correlation id. Cloud Logging is
+    queried with the same three terms (:mod:`salesmesh.backends.gcp_logs`)."""
+    run_id, correlation_id = story(run)
+    labels = record.get(LABELS)
+    return (
+        record.get("correlation_id") == correlation_id
+        or record.get("run_id") == run_id
+        or (isinstance(labels, Mapping) and labels.get("run_id") == run_id)
+    )
+
+
 def read(path: Path, correlation_id: str | None = None, run_id: str | None = None) -> LogLines:
     """Records from ``path`` (none if it does not exist), filtered by correlation or run id."""
     return LogLines(path, correlation_id, run_id)
