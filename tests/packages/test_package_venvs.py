@@ -10,6 +10,7 @@ from a package fails here too: its import fails in the fresh venv.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from probe_runner import parse, run_probe, serve, storage_event, summary, withou
 from salesmesh.artifact import write_manifest
 from salesmesh.sample import generate
 
+ROOT = Path(__file__).resolve().parents[2]
 VALID = generate(stores=1, products=2, days=120, seed=5).to_csv(index=False)
 NEGATIVE = VALID.replace("\n2024-01-05,S01,P001,", "\n2024-01-05,S01,P001,-", 1)
 
@@ -157,3 +159,52 @@ def without_distribution(python: Path, distribution: str, tmp_path: Path) -> Pat
     )
     assert removed.returncode == 0, removed.stderr
     return copy_ / "bin" / "python"
+
+
+def pubsub_event(data: bytes | None, message: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The binary-mode messagePublished CloudEvent Eventarc POSTs for one Pub/Sub message."""
+    body = {
+        "message": message
+        or {
+            "data": base64.b64encode(data or b"").decode(),
+            "attributes": {},
+            "messageId": "7",
+            "publishTime": "2026-12-01T12:00:00Z",
+        },
+        "subscription": "projects/demo-project/subscriptions/salesmesh-alerts-alert-handler",
+    }
+    headers = {
+        "Content-Type": "application/json",
+        "ce-id": "7",
+        "ce-source": "//pubsub.googleapis.com/projects/demo-project/topics/salesmesh-alerts",
+        "ce-specversion": "1.0",
+        "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        "ce-time": "2026-12-01T12:00:00Z",
+    }
+    return {"headers": headers, "data": body}
+
+
+def test_alert_handler_logs_and_acknowledges_what_it_cannot_act_on(venv_of, built, cloud):
+    """From its own package and venv, alert_handler acknowledges (2xx) a malformed message at
+    ERROR, the console's test notification and an incident about another endpoint at WARNING,
+    with the whole incident in the log line, and writes nothing."""
+    package = built["alert_handler"].folder
+    env = {**cloud["env"], "SALESMESH_BACKEND": "local"}
+    sample = json.loads((ROOT / "tests" / "alerts" / "incident_1_2.json").read_text())
+    sample["incident"]["resource"]["labels"]["endpoint_id"] = "another-endpoint"
+    events = [
+        pubsub_event(None, {"data": "not base64!", "messageId": "7"}),
+        pubsub_event((ROOT / "tests" / "alerts" / "incident_test.json").read_bytes()),
+        pubsub_event(json.dumps(sample).encode()),
+    ]
+    report, logs = serve(venv_of("alert_handler"), package, "alert_handler", env, events)
+    assert report["results"] == [{"status": 200, "heavy": []}] * 3
+    assert [line["severity"] for line in logs] == ["ERROR", "WARNING", "INFO", "WARNING", "INFO"]
+    assert "not base64" in logs[0]["message"]
+    assert logs[1]["incident"]["version"] == "test"
+    assert "test notification" in logs[2]["message"]
+    assert logs[3]["incident"]["incident"]["resource"]["labels"]["endpoint_id"] == (
+        "another-endpoint"
+    )
+    assert "about endpoint 'another-endpoint'" in logs[4]["message"]
+    assert list(cloud["client"].list_blobs(cloud["state"].name)) == []
