@@ -60,8 +60,16 @@ def pubsub(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
         emulator = request.getfixturevalue("pubsub_emulator")
         yield from _on_emulator(emulator, monkeypatch)
         return
-    memory = InProcessPubSub(max_delivery_attempts=MAX_ATTEMPTS)
-    yield PubSub(memory, memory, lambda: list(memory.dead_letters))
+    # dead letters go to a topic with its own subscription, as the emulator's do
+    dead = InProcessPubSub()
+    memory = InProcessPubSub(max_delivery_attempts=MAX_ATTEMPTS, dead_letter_topic=dead)
+
+    def dead_letters() -> list[ReceivedMessage]:
+        found = dead.pull(max_messages=10, timeout=0.2)
+        dead.ack([m.ack_id for m in found])
+        return found
+
+    yield PubSub(memory, memory, dead_letters)
 
 
 class TestPubSub(PubSubContract):
