@@ -13,17 +13,22 @@ import base64
 import http.client
 import itertools
 import json
+import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from mesh_cli import cli_env
 from mesh_waits import wait_for
 from upstreams import Upstream
 
-from salesmesh import logs, status
+from salesmesh import logs, runtime, status
 from salesmesh.alerts import incident
 from salesmesh.backends.local_endpoint import RECORD, endpoint_dir, write_json
 from salesmesh.local import latency_fault
@@ -219,3 +224,64 @@ def test_the_monitor_publishes_an_incident_for_a_slowed_version_and_its_close(me
         ("monitor", "INFO"),
     ]
     assert lines[0]["message"].startswith("incident opened: ")
+
+
+@pytest.mark.parametrize("kind", [EMULATOR, IN_PROCESS])
+def test_up_names_its_pubsub_and_takes_messages_from_other_processes(
+    kind: str, tmp_path: Path
+) -> None:
+    """`salesmesh up` prints which Pub/Sub runs and records it in mesh.json; a message
+    published from another process through runtime.alerts_topic reaches the function; Ctrl-C
+    leaves no emulator behind."""
+    if kind == EMULATOR and (reason := unavailable()) is not None:
+        pytest.skip(f"Pub/Sub emulator unavailable: {reason}")
+    handler = tmp_path / "root" / "functions" / "alert_handler" / "main.py"
+    handler.parent.mkdir(parents=True)
+    handler.write_text(RECORDER.replace("def recorder(", "def alert_handler("))
+    state = tmp_path / "state"
+    extra = {}
+    if kind == IN_PROCESS:
+        (tmp_path / "bin").mkdir()
+        extra["PATH"] = str(tmp_path / "bin")  # no gcloud and no java: the fallback says so
+    up = subprocess.Popen(
+        [sys.executable, "-m", "salesmesh.cli", "up", "--root", str(tmp_path / "root")],
+        env=cli_env(state, extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(up.stdout or []), daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("Ctrl-C stops" in line for line in printed), 60, "the mesh")
+        info = json.loads((state / "mesh.json").read_text())
+        described = info["pubsub"]
+        [line] = [line for line in printed if line.startswith("  pubsub: ")]
+        if kind == EMULATOR:
+            host = info["pubsub_emulator_host"]
+            assert line.startswith(f"  pubsub: official emulator on {host}, topic salesmesh")
+            assert described["publish_url"] == f"http://{host}"
+        else:
+            assert line.startswith("  pubsub: in-process fallback on http://127.0.0.1:")
+            assert "(why: no gcloud CLI on PATH" in line
+            assert info["pubsub_emulator_host"] is None
+        assert (described["kind"], described["topics"]) == (kind, {"alerts": "salesmesh-alerts"})
+        subscription = "projects/local/subscriptions/salesmesh-alerts-alert-handler"
+        assert described["subscriptions"] == {"alert_handler": subscription}
+
+        topic = runtime.alerts_topic(Settings(state_dir=state))
+        message_id = topic.publish(b'{"from": "another process"}')
+        path = state / "seen.jsonl"
+        [event] = wait_for(lambda: path.exists() and path.read_text().splitlines(), 10, "it")
+        assert json.loads(event)["id"] == message_id
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=30)
+        reader.join()
+    assert up.returncode == 0, "".join(printed)
+    assert not (state / "mesh.json").exists()
+    if kind == EMULATOR:
+        port = described["emulator_host"].rsplit(":", 1)[1]
+        left = subprocess.run(["pgrep", "-f", f"pubsub.*port={port}"], capture_output=True)
+        assert left.stdout == b"", left.stdout
