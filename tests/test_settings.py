@@ -490,5 +490,5 @@ def test_alert_scale_is_a_fraction_above_zero_up_to_one(value: str):
 @pytest.mark.parametrize("value", ["ab", "9alerts", "googalerts", "has space", "x" * 191])
 def test_alerts_topic_must_be_a_pubsub_topic_id(value: str):
     """A topic id Pub/Sub would refuse stops start-up, naming the variable."""
-    with pytest.raises(ConfigError, match="SALESMESH_ALERTS_TOPIC=.* is invalid: expected a Pub"):
+    with pytest.raises(ConfigError, match=r"SALESMESH_ALERTS_TOPIC=.* is invalid: expected a Pub"):
         Settings.from_env({"SALESMESH_ALERTS_TOPIC": value})

@@ -428,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     slow.add_argument("--ms", required=True, type=float, help="milliseconds to add, up to 60000")
     clear = faults.add_parser("clear", help="remove the latency fault (of one version, or all)")
     clear.add_argument("--version", help="only this version's (default: every one)")
-    faults.add_parser("show", help="the faults switched on now")
-    for action in (slow, clear, faults.choices["show"]):
+    show = faults.add_parser("show", help="the faults switched on now")
+    for action in (slow, clear, show):
         action.add_argument("--json", action="store_true", help="print the switch as JSON")
     fault.set_defaults(handler=_cmd_fault)
     return parser

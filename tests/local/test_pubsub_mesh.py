@@ -118,6 +118,7 @@ def test_a_published_message_arrives_once_as_eventarc_sends_it(mesh: Mesh) -> No
     assert mesh.delivery is not None
     [attempt] = [a for a in mesh.delivery.attempts if a.event_id == message_id]
     assert (attempt.function, attempt.attempt, attempt.status) == ("recorder", 1, 200)
+    assert attempt.since_event >= attempt.seconds  # counted from the publish
 
 
 def test_a_failing_function_is_redelivered_with_backoff_until_it_acks(mesh: Mesh) -> None:

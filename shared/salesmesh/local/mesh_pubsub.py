@@ -163,12 +163,15 @@ class MeshPubSub:
                     f"listen to {topic}: install the gcloud CLI's pubsub-emulator ({self.why})"
                 )
             dead = InProcessPubSub(ack_deadline_seconds=self._ack_deadline)
-            memory = InProcessPubSub(ack_deadline_seconds=self._ack_deadline)
+            memory = InProcessPubSub(ack_deadline_seconds=self._ack_deadline)  # nobody listens
             for trigger in wired:
                 name = self.settings.subscription(role, trigger.function)
-                memory.max_delivery_attempts = attempts(trigger)
-                memory.dead_letter_topic = dead
-                memory.subscription = name
+                memory = InProcessPubSub(
+                    ack_deadline_seconds=self._ack_deadline,
+                    max_delivery_attempts=attempts(trigger),
+                    dead_letter_topic=dead,
+                    subscription=name,
+                )
                 path = f"projects/{self.project}/subscriptions/{name}"
                 self.routes.append(Route(trigger, memory, path, self._topic_path(topic)))
             self._topics[role] = memory

@@ -34,6 +34,7 @@ import heapq
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -68,6 +69,8 @@ def published_event(message: ReceivedMessage, topic_path: str, subscription_path
     }
     if message.attributes:
         published["attributes"] = dict(message.attributes)
+    # the event's age counts from the publish, so an Attempt's since_event spans the whole hop
+    age = time.time() - datetime.fromisoformat(message.publish_time).timestamp()
     return Event(
         id=message.message_id,
         source=f"//pubsub.googleapis.com/{topic_path}",
@@ -75,6 +78,7 @@ def published_event(message: ReceivedMessage, topic_path: str, subscription_path
         subject="",
         time=message.publish_time,
         data={"message": published, "subscription": subscription_path},
+        created=monotonic() - max(age, 0.0),
     )
 
 
@@ -167,7 +171,7 @@ class PubSubDelivery:
                     f"nacking on {route.subscription_path}", partial(subscription.nack, due), None
                 )
             wait = self._pull_timeout
-            if backoff:
+            if backoff:  # the emulator's pull lasts 0.5 s at least: a nack may be that late
                 wait = min(wait, backoff[0][0] - now)
             pulled: list[ReceivedMessage] = self._call(
                 f"pulling {route.subscription_path}",
@@ -229,8 +233,10 @@ class PubSubDelivery:
             k: v for k, v in message.attributes.items() if not k.startswith(DEAD_LETTER_PREFIX)
         }
         with self._lock:
-            waiting = self._last.get(_key(source, message.data))
+            waiting = self._last.pop(_key(source, message.data), deque())
             last = waiting.popleft() if waiting else None
+            if waiting:
+                self._last[_key(source, message.data)] = waiting
         count = message.attributes.get(f"{DEAD_LETTER_PREFIX}DeliveryCount", "0")
         route = self._by_name.get(source)
         line: dict[str, Any] = {

@@ -77,13 +77,9 @@ class _Split:
         record = read_json(self.path) if key else None
         models = (record or {}).get("deployed_models", [])
         split = (record or {}).get("traffic", {})
+        route = PREDICT_ROUTE
         targets = [
-            (
-                m["id"],
-                int(m["port"]),
-                m.get("predict_route", PREDICT_ROUTE),
-                str(m.get("version_id")),
-            )
+            (m["id"], int(m["port"]), m.get("predict_route", route), str(m.get("version_id")))
             for m in models
             if split.get(m["id"])
         ]
@@ -253,8 +249,7 @@ class Router:
         if target is None:
             return error_answer(503, f"nothing is deployed with traffic on endpoint {self.name}")
         model_id, port, route, version_id = target
-        delay = self.faults.seconds(version_id)
-        if delay:
+        if delay := self.faults.seconds(version_id):
             time.sleep(delay)  # after ``started``: the stats count it, as a slow model's time
         try:
             status, answer, kind = self._upstreams.post(port, route, body)
