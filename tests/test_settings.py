@@ -459,3 +459,36 @@ def test_gcp_settings_built_in_code_need_a_project():
     with pytest.raises(ConfigError) as caught:
         Settings(backend="gcp")
     assert str(caught.value) == NO_PROJECT_MESSAGE
+
+
+def test_alert_settings_are_read_and_names_derive_from_the_topic():
+    """The alerts topic and scale come from the environment; subscription and dead-letter
+    topic names are derived from the topic in one place."""
+    settings = Settings.from_env(
+        {"SALESMESH_ALERTS_TOPIC": "acme-alerts", "SALESMESH_ALERT_SCALE": "0.05"}
+    )
+    assert (settings.alerts_topic, settings.alert_scale) == ("acme-alerts", 0.05)
+    assert settings.topic("alerts") == "acme-alerts"
+    assert settings.subscription("alerts", "alert_handler") == "acme-alerts-alert-handler"
+    assert settings.dead_letter_topic("alerts") == "acme-alerts-dead-letter"
+    assert (Settings().alerts_topic, Settings().alert_scale) == ("salesmesh-alerts", 1.0)
+    with pytest.raises(ConfigError, match="unknown topic role 'data'"):
+        settings.topic("data")
+
+
+@pytest.mark.parametrize("value", ["0", "-0.5", "1.5", "nan", "fast"])
+def test_alert_scale_is_a_fraction_above_zero_up_to_one(value: str):
+    """SALESMESH_ALERT_SCALE outside (0, 1] stops start-up, naming the variable."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"SALESMESH_ALERT_SCALE": value})
+    assert str(caught.value) == (
+        f"SALESMESH_ALERT_SCALE={value!r} is invalid: expected a factor above 0 and at most 1, "
+        "such as 0.05"
+    )
+
+
+@pytest.mark.parametrize("value", ["ab", "9alerts", "googalerts", "has space", "x" * 191])
+def test_alerts_topic_must_be_a_pubsub_topic_id(value: str):
+    """A topic id Pub/Sub would refuse stops start-up, naming the variable."""
+    with pytest.raises(ConfigError, match=r"SALESMESH_ALERTS_TOPIC=.* is invalid: expected a Pub"):
+        Settings.from_env({"SALESMESH_ALERTS_TOPIC": value})

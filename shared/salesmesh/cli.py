@@ -327,6 +327,39 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0 if outcome.changed else 1
 
 
+def _cmd_fault(args: argparse.Namespace) -> int:
+    from salesmesh.backends.local_record import EndpointRecord
+    from salesmesh.local import latency_fault
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.backend != "local":
+        raise latency_fault.FaultError(
+            f"fault injection exists in the local mesh only (SALESMESH_BACKEND={settings.backend}):"
+            " nothing here can slow a Vertex AI endpoint down"
+        )
+    state = settings.state_dir
+    if args.fault == "latency":
+        faults = latency_fault.set_latency(state, args.version, args.ms)
+    elif args.fault == "clear":
+        faults = latency_fault.clear(state, args.version)
+    else:
+        faults = latency_fault.latencies(state)
+    deployed = EndpointRecord(state, settings.endpoint).deployed()
+    slowed = {
+        version: sorted(m.id for m in deployed if m.version_id == version) for version in faults
+    }
+    if args.json:
+        print(json.dumps({"latency_ms": faults, "deployed_models": slowed}, indent=2))
+        return 0
+    if not faults:
+        print("no fault injected: every version answers at its own speed")
+    for version, ms in sorted(faults.items()):
+        where = ", ".join(slowed[version]) or "none deployed now; applies once one is"
+        print(f"version {version}: +{ms:g} ms per request (deployed models: {where})")
+    return 0
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -503,6 +536,24 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--project", help="Google Cloud project: roll back on Vertex AI")
     back.add_argument("--json", action="store_true", help="print the outcome as JSON")
     back.set_defaults(handler=_cmd_rollback)
+    fault = commands.add_parser(
+        "fault",
+        help="switch the local latency fault on or off (local mesh only)",
+        description="Make every request the local router sends to a model version wait N ms "
+        "more, inside the latency it measures, so the monitor sees the version slow down; "
+        "switchable while the mesh runs (state in $SALESMESH_STATE_DIR/faults.json). "
+        "Refused on SALESMESH_BACKEND=gcp.",
+    )
+    faults = fault.add_subparsers(dest="fault", required=True, metavar="ACTION")
+    slow = faults.add_parser("latency", help="add N ms to every request of version V")
+    slow.add_argument("--version", required=True, help="the registry version id (see versions)")
+    slow.add_argument("--ms", required=True, type=float, help="milliseconds to add, up to 60000")
+    clear = faults.add_parser("clear", help="remove the latency fault (of one version, or all)")
+    clear.add_argument("--version", help="only this version's (default: every one)")
+    show = faults.add_parser("show", help="the faults switched on now")
+    for action in (slow, clear, show):
+        action.add_argument("--json", action="store_true", help="print the switch as JSON")
+    fault.set_defaults(handler=_cmd_fault)
     return parser
 
 

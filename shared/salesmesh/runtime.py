@@ -20,7 +20,14 @@ from salesmesh.backends import training_launcher
 from salesmesh.errors import BadEventError, ConfigError
 from salesmesh.events import StorageObject
 from salesmesh.logs import Logger
-from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TaskQueue, TrainingLauncher
+from salesmesh.ports import (
+    Endpoint,
+    Metrics,
+    ModelRegistry,
+    TaskQueue,
+    Topic,
+    TrainingLauncher,
+)
 
 if TYPE_CHECKING:
     from salesmesh.rollout.ledger import LedgerStore
@@ -112,6 +119,18 @@ def metrics(settings: Settings) -> Metrics:
     return backends.metrics(
         "gcp", project=settings.project, location=settings.region, endpoint_id=settings.endpoint_id
     )
+
+
+def alerts_topic(settings: Settings) -> Topic:
+    """The alerts topic: Pub/Sub's on gcp; locally the running mesh's, from any process
+    (its ``mesh.json`` says where; MeshError when no mesh runs)."""
+    if settings.backend == "local":
+        from salesmesh.local.mesh_pubsub import running_topic
+
+        return running_topic(settings, "alerts")
+    from salesmesh.backends.gcp_pubsub import PubSubTopic
+
+    return PubSubTopic(settings.project, settings.alerts_topic)
 
 
 def ledger(settings: Settings, client: Callable[[], Any] | None = None) -> LedgerStore:

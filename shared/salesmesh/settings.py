@@ -49,6 +49,8 @@ ENV_VARS: dict[str, str] = {
     "deploy_url": "SALESMESH_DEPLOY_URL",
     "tasks_service_account": "SALESMESH_TASKS_SERVICE_ACCOUNT",
     "faults": "SALESMESH_FAULTS",
+    "alerts_topic": "SALESMESH_ALERTS_TOPIC",
+    "alert_scale": "SALESMESH_ALERT_SCALE",
 }
 # The canary serves its share this long before taking all traffic, unless set: short on the
 # local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
@@ -75,6 +77,10 @@ _ENDPOINT_RULE = (
     "projects/PROJECT/locations/REGION/endpoints/ID"
 )
 _FAULT = re.compile(r"^crash-at:(deploying|operation|canary|promoting)$")  # rollout.faults
+# A Pub/Sub topic id: 3-255 letters, digits and "-_.~+%", starting with a letter, not "goog".
+# The subscription and dead-letter topic ids derived from it (:meth:`Settings.subscription`)
+# add at most 64 characters, so the topic keeps to 190.
+_TOPIC = re.compile(r"^(?!goog)[A-Za-z][A-Za-z0-9._~+%-]{2,189}$")
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,12 @@ class Settings:
     tasks_service_account: str | None = None
     # fault injection, local mesh only: e.g. ("crash-at:canary",) (salesmesh.rollout.faults)
     faults: tuple[str, ...] = ()
+    # the topic incidents are published to (alert_handler's trigger); its subscriptions and
+    # dead-letter topic are named after it (subscription(), dead_letter_topic())
+    alerts_topic: str = "salesmesh-alerts"
+    # the local monitor runs the alert policies' windows and durations times this (0.05: a
+    # 60 s window becomes 3 s); thresholds never change
+    alert_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -179,6 +191,9 @@ class Settings:
                 _invalid("faults", ",".join(self.faults), "comma-separated faults: crash-at:POINT")
             if self.backend != "local":
                 _invalid("faults", ",".join(self.faults), "none: faults exist on the local mesh")
+        if not _TOPIC.match(self.alerts_topic):
+            allowed = "a Pub/Sub topic id: 3-190 letters, digits or '-_.~+%' from a letter"
+            _invalid("alerts_topic", self.alerts_topic, allowed)
         if not _QUEUE.match(self.tasks_queue):
             allowed = "a Cloud Tasks queue id: 1-100 letters, digits or '-'"
             _invalid("tasks_queue", self.tasks_queue, allowed)
@@ -202,6 +217,22 @@ class Settings:
         if self.canary_seconds is not None:
             return self.canary_seconds
         return CANARY_SECONDS[self.backend]
+
+    def topic(self, role: str) -> str:
+        """The topic name for a wiring role: ``alerts``."""
+        names = {"alerts": self.alerts_topic}
+        if role not in names:
+            raise ConfigError(f"unknown topic role {role!r}; expected one of {sorted(names)}")
+        return names[role]
+
+    def subscription(self, role: str, function: str) -> str:
+        """The subscription that delivers topic ``role`` to ``function``:
+        ``<topic>-<function>`` with ``_`` as ``-`` (``salesmesh-alerts-alert-handler``)."""
+        return f"{self.topic(role)}-{function.replace('_', '-')}"
+
+    def dead_letter_topic(self, role: str) -> str:
+        """Where the subscriptions of topic ``role`` send what they could not deliver."""
+        return f"{self.topic(role)}-dead-letter"
 
     def bucket(self, role: str) -> str:
         """The bucket name for a wiring role: ``data``, ``model`` or ``state``."""
@@ -266,6 +297,12 @@ def _between(low: float, high: float) -> Callable[[object], bool]:
     return valid
 
 
+def _scale(value: object) -> bool:
+    # above 0: a zero-length window measures nothing; at most 1: slower than the real
+    # policies would only delay a rollback
+    return _between(0, 1)(value) and value != 0
+
+
 # numeric settings: type parsed from the environment, range check, what is allowed
 _NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str]] = {
     "horizon": (int, _whole(1), "a positive whole number of periods"),
@@ -274,6 +311,7 @@ _NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str
     "canary_seconds": (float, _between(0, 86_400), "seconds from 0 to 86400"),
     "gate_tolerance": (float, _between(0, 1), "a fraction from 0 to 1, such as 0.05"),
     "rollback_cooldown": (float, _between(0, 86_400), "seconds from 0 to 86400"),
+    "alert_scale": (float, _scale, "a factor above 0 and at most 1, such as 0.05"),
 }
 
 

@@ -88,8 +88,8 @@ class PubSubContract:
 
     def test_dead_letter_after_max_attempts(self, pubsub: PubSub) -> None:
         """Nacked on its last allowed attempt, a message leaves the subscription for the
-        dead letters, with its data."""
-        message_id = pubsub.topic.publish(b"poison")
+        dead-letter topic, with its data, its attributes and Pub/Sub's source attributes."""
+        message_id = pubsub.topic.publish(b"poison", {"kind": "incident"})
         for attempt in range(1, MAX_ATTEMPTS + 1):
             message = pull_one(pubsub)
             assert (message.message_id, message.delivery_attempt) == (message_id, attempt)
@@ -99,6 +99,10 @@ class PubSubContract:
         while not (dead := pubsub.dead_letters()) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert [d.data for d in dead] == [b"poison"]
+        attributes = dict(dead[0].attributes)
+        assert attributes["kind"] == "incident"
+        assert attributes["CloudPubSubDeadLetterSourceDeliveryCount"] == str(MAX_ATTEMPTS)
+        assert attributes["CloudPubSubDeadLetterSourceSubscription"]
 
     def test_pull_without_messages_returns_empty_in_time(self, pubsub: PubSub) -> None:
         """Nothing published: pull() returns [] after about its timeout, not much later."""

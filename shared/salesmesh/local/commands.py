@@ -1,7 +1,9 @@
 """The mesh's lifecycle commands: ``salesmesh up [--detach]`` and ``salesmesh down``.
 
-A running mesh records itself in ``<state_dir>/mesh.json`` (pid, emulator host, function URLs);
-``down`` and the other commands find it there.
+A running mesh records itself in ``<state_dir>/mesh.json`` (pid, emulator host, function URLs,
+and under ``pubsub`` which Pub/Sub runs and where to publish to it:
+:meth:`salesmesh.local.mesh_pubsub.MeshPubSub.describe`); ``down`` and the other commands find
+it there.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def up(root: str, detach: bool = False) -> int:
             {
                 "pid": os.getpid(),
                 "storage_emulator_host": mesh.emulator.host,
+                "pubsub_emulator_host": mesh.pubsub.describe()["emulator_host"],
+                "pubsub": mesh.pubsub.describe(),
                 "functions": functions,
                 "function_pids": {
                     name: server.process.pid
@@ -51,6 +55,7 @@ def up(root: str, detach: bool = False) -> int:
             f"  storage emulator  {mesh.emulator.host}  (buckets {settings.data_bucket}, "
             f"{settings.model_bucket}, {settings.state_bucket})"
         )
+        print(f"  pubsub: {mesh.pubsub.summary()}, topic {settings.alerts_topic}")
         if mesh.router is not None:
             print(f"  {'endpoint':<17} {mesh.router.url}  ({len(mesh.restored)} model(s) restored)")
         if mesh.restore_failures:

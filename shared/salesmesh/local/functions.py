@@ -37,6 +37,9 @@ def function_env(settings: Settings, storage_host: str) -> dict[str, str]:
         ENV_VARS["horizon"]: str(settings.horizon),
         ENV_VARS["upload_prefix"]: settings.upload_prefix,
         ENV_VARS["quarantine_prefix"]: settings.quarantine_prefix,
+        ENV_VARS["endpoint"]: settings.endpoint,
+        ENV_VARS["alerts_topic"]: settings.alerts_topic,
+        ENV_VARS["alert_scale"]: repr(settings.alert_scale),
     }
     for role in ("data", "model", "state"):
         env[ENV_VARS[f"{role}_bucket"]] = settings.bucket(role)

@@ -4,7 +4,9 @@ For machines without the official emulator (no gcloud, no ``pubsub-emulator`` co
 Java), so the local mesh still has an alerts topic. It keeps the semantics the delivery loop
 relies on, pinned by the same contract suite as the emulator: at-least-once delivery, a lease
 per delivery that expires after ``ack_deadline_seconds``, ``nack`` for an immediate redelivery,
-``delivery_attempt`` counted from 1, and a dead-letter list after ``max_delivery_attempts``.
+``delivery_attempt`` counted from 1, and a dead-letter list after ``max_delivery_attempts``
+(also published, as Pub/Sub does, to a dead-letter topic if one is given, with Pub/Sub's
+``CloudPubSubDeadLetterSource*`` attributes added).
 
 What it does not keep: messages live only as long as this process (a restarted mesh starts
 empty), there is one subscription, and nothing outside the process can publish to it.
@@ -20,7 +22,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from salesmesh.ports import ReceivedMessage, rfc3339
+from salesmesh.ports import ReceivedMessage, Topic, rfc3339
 
 
 @dataclass
@@ -44,12 +46,15 @@ class InProcessPubSub:
 
     ``max_delivery_attempts`` None never dead-letters (a subscription without a dead-letter
     policy); otherwise a message nacked or expired on its last attempt moves to
-    :attr:`dead_letters` instead of coming back.
+    :attr:`dead_letters` instead of coming back, and is published to ``dead_letter_topic``
+    when there is one (``subscription`` is the name its attributes give as the source).
     """
 
     ack_deadline_seconds: float = 10.0
     max_delivery_attempts: int | None = None
     dead_letters: list[ReceivedMessage] = field(default_factory=list)
+    dead_letter_topic: Topic | None = None
+    subscription: str = "subscription"
 
     def __post_init__(self) -> None:
         if self.ack_deadline_seconds <= 0:
@@ -128,8 +133,19 @@ class InProcessPubSub:
         spent = self.max_delivery_attempts is not None
         if spent and message.attempts >= (self.max_delivery_attempts or 0):
             self.dead_letters.append(_received(message, ack_id=""))
+            if self.dead_letter_topic is not None:
+                self.dead_letter_topic.publish(message.data, self._dead_letter_attributes(message))
         else:
             self._ready.append(message)
+
+    def _dead_letter_attributes(self, message: _Message) -> dict[str, str]:
+        """The message's attributes plus those Pub/Sub adds when it dead-letters one."""
+        return {
+            **message.attributes,
+            "CloudPubSubDeadLetterSourceDeliveryCount": str(message.attempts),
+            "CloudPubSubDeadLetterSourceSubscription": self.subscription,
+            "CloudPubSubDeadLetterSourceTopicPublishTime": message.publish_time,
+        }
 
 
 def _received(message: _Message, ack_id: str) -> ReceivedMessage:

@@ -32,7 +32,14 @@ from salesmesh.errors import MeshError
 from salesmesh.local import processes
 from salesmesh.local.inprocess_pubsub import InProcessPubSub
 
-__all__ = ["InProcessPubSub", "PubSubEmulator", "PubSubEmulatorError", "available", "launcher"]
+__all__ = [
+    "InProcessPubSub",
+    "PubSubEmulator",
+    "PubSubEmulatorError",
+    "available",
+    "clients",
+    "launcher",
+]
 
 JAVA = "java"
 _LAUNCHER = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
@@ -207,22 +214,7 @@ class PubSubEmulator:
             publisher.transport.close()
 
     def _clients(self) -> tuple[Any, Any]:
-        """A publisher and a subscriber on plain-text gRPC to this emulator, as the library
-        builds them for ``PUBSUB_EMULATOR_HOST``, without changing this process's environment."""
-        import importlib
-
-        grpc: Any = importlib.import_module("grpc")  # ships no type information
-        from google.cloud import pubsub_v1
-        from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
-        from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
-
-        publisher = pubsub_v1.PublisherClient(
-            transport=PublisherGrpcTransport(channel=grpc.insecure_channel(self.host))
-        )
-        subscriber = pubsub_v1.SubscriberClient(
-            transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(self.host))
-        )
-        return publisher, subscriber
+        return clients(self.host)
 
     def __enter__(self) -> PubSubEmulator:
         self.start()
@@ -230,6 +222,26 @@ class PubSubEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def clients(host: str) -> tuple[Any, Any]:
+    """A publisher and a subscriber on plain-text gRPC to the emulator at ``host``, as the
+    library builds them for ``PUBSUB_EMULATOR_HOST``, without changing this process's
+    environment. Close them with ``publisher.transport.close()`` and ``subscriber.close()``."""
+    import importlib
+
+    grpc: Any = importlib.import_module("grpc")  # ships no type information
+    from google.cloud import pubsub_v1
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+    from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
+
+    publisher = pubsub_v1.PublisherClient(
+        transport=PublisherGrpcTransport(channel=grpc.insecure_channel(host))
+    )
+    subscriber = pubsub_v1.SubscriberClient(
+        transport=SubscriberGrpcTransport(channel=grpc.insecure_channel(host))
+    )
+    return publisher, subscriber
 
 
 def _create(method: Any, request: Mapping[str, Any]) -> None:

@@ -3,7 +3,9 @@
 :class:`Router` picks a deployed model by the split in ``endpoint.json`` (weighted random; the
 file is reread only when its inode, mtime or size changed, so a request costs one ``os.stat``),
 proxies the body to that model's server over a pooled keep-alive connection and passes status
-and body back; 503 when nothing takes traffic or the chosen server is unreachable.
+and body back; 503 when nothing takes traffic or the chosen server is unreachable. A latency
+fault switched on for the model's version (:mod:`salesmesh.local.latency_fault`) holds the
+request that long first, inside the measured latency.
 
 It counts per deployed model ``requests``, ``errors`` (status >= 500 or unreachable) and
 ``rejected`` (4xx, the client's fault) since it started, and keeps latency percentiles plus the
@@ -36,10 +38,11 @@ from typing import Any
 
 from salesmesh.backends.local_endpoint import METRICS_FILE, RECORD, endpoint_dir
 from salesmesh.backends.local_servers import PREDICT_ROUTE
+from salesmesh.local.latency_fault import LatencyFaults
 from salesmesh.local.processes import read_json
 from salesmesh.ports import rfc3339
 
-_Target = tuple[str, int, str]  # deployed model id, port, predict route
+_Target = tuple[str, int, str, str]  # deployed model id, port, predict route, version id
 
 
 class _Split:
@@ -74,8 +77,9 @@ class _Split:
         record = read_json(self.path) if key else None
         models = (record or {}).get("deployed_models", [])
         split = (record or {}).get("traffic", {})
+        route = PREDICT_ROUTE
         targets = [
-            (m["id"], int(m["port"]), m.get("predict_route", PREDICT_ROUTE))
+            (m["id"], int(m["port"]), m.get("predict_route", route), str(m.get("version_id")))
             for m in models
             if split.get(m["id"])
         ]
@@ -235,6 +239,7 @@ class Router:
         self.dir = endpoint_dir(state_dir, name)
         self.split = _Split(self.dir / RECORD)
         self.stats = _Stats(window)
+        self.faults = LatencyFaults(state_dir)
         self.metrics_interval = metrics_interval
         self._upstreams = _Upstreams(timeout)
 
@@ -243,7 +248,9 @@ class Router:
         target = self.split.choose()
         if target is None:
             return error_answer(503, f"nothing is deployed with traffic on endpoint {self.name}")
-        model_id, port, route = target
+        model_id, port, route, version_id = target
+        if delay := self.faults.seconds(version_id):
+            time.sleep(delay)  # after ``started``: the stats count it, as a slow model's time
         try:
             status, answer, kind = self._upstreams.post(port, route, body)
         except (OSError, http.client.HTTPException) as exc:
