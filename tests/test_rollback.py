@@ -20,7 +20,7 @@ from run_folders import variant
 from salesmesh import cli, status
 from salesmesh.alerts import handler, policies
 from salesmesh.alerts.incident import Incident, State, to_payload
-from salesmesh.ports import CHAMPION
+from salesmesh.ports import CHAMPION, PREVIOUS
 from salesmesh.rollout import deploy, history
 
 LATENCY = policies.load()[0]
@@ -86,7 +86,8 @@ def test_an_incident_about_the_champion_rolls_back_once(
 ) -> None:
     """The previous version takes 100 %, aliases move, the bad version is rolled_back and
     undeployed, the ledger says who and why; the same incident 20 times changes nothing more,
-    and its close is recorded without moving traffic."""
+    its close is recorded without moving traffic, and its open delivered after its close is
+    stale."""
     first, second = two_versions(world, model_artifact, tmp_path)
     found = incident(second)
     outcomes = [deliver(world, found) for _ in range(20)]
@@ -96,6 +97,7 @@ def test_an_incident_about_the_champion_rolls_back_once(
     assert world.version_of("r-one")["state"] == "deployed"
     champion = world.registry.alias(CHAMPION)
     assert champion is not None and champion.version_id == "1"
+    assert world.registry.alias(PREVIOUS) is None  # nothing left to return to
     assert world.registry.get("2").labels["salesmesh-deploy"] == "rolled_back"  # type: ignore[union-attr]
     doc = world.ledger.read().document
     assert len(doc["rollbacks"]) == 1
@@ -119,6 +121,7 @@ def test_an_incident_about_the_champion_rolls_back_once(
     closed = dataclasses.replace(found, state=State.CLOSED, ended_at=1_790_000_300)
     assert deliver(world, closed) == "unchanged"
     assert deliver(world, closed) == "duplicate"
+    assert deliver(world, found) == "duplicate"  # its open again, after the close: stale
     recorded = world.ledger.read().document["incidents"][found.incident_id]
     assert (recorded["state"], recorded["action"]) == ("closed", "rolled_back")
     assert world.endpoint.traffic() == {first: 100}

@@ -167,6 +167,13 @@ class ModelRegistry(Protocol):
         """
         ...
 
+    def remove_alias(self, name: str) -> None:
+        """Take alias ``name`` from whichever version holds it (none: nothing happens).
+
+        Raises ValueError for an invalid alias name.
+        """
+        ...
+
     def update_labels(self, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
         """Merge ``labels`` into the version's labels (same key: new value) and return it."""
         ...

@@ -81,6 +81,17 @@ class RegistryContract:
         moved = registry.get(first.version_id)
         assert moved is not None and moved.aliases == (PREVIOUS,)
 
+    def test_remove_alias_takes_it_from_its_holder(self, registry: ModelRegistry) -> None:
+        """remove_alias leaves no version holding the alias; removing it again is a no-op."""
+        first = register(registry, "r-1", aliases=[CHAMPION, PREVIOUS])
+        registry.remove_alias(PREVIOUS)
+        registry.remove_alias(PREVIOUS)
+        assert registry.alias(PREVIOUS) is None
+        kept = registry.get(first.version_id)
+        assert kept is not None and kept.aliases == (CHAMPION,)
+        with pytest.raises(ValueError):
+            registry.remove_alias("Not An Alias!")
+
     def test_alias_at_registration_moves_too(self, registry: ModelRegistry) -> None:
         """Registering with an alias another version holds moves it to the new version."""
         first = register(registry, "r-1", aliases=[CHAMPION])

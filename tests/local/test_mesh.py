@@ -30,7 +30,7 @@ def test_upload_trains_and_bad_upload_is_quarantined(tmp_path: Path, state_dir: 
     sample = tmp_path / "sales.csv"
     write_sample(sample, stores=1, products=2, days=120)
     with Mesh(settings, ROOT) as mesh:
-        assert set(mesh.skipped) == {"alert_handler"}
+        assert mesh.skipped == {} and "alert_handler" in mesh.servers
         client = mesh.storage_client()
         data = client.bucket(settings.data_bucket)
         blob = data.blob("uploads/sales.csv")

@@ -53,11 +53,19 @@ def handle_event(event: Any, world: Rollouts) -> str:
             data=event.data,
         )
         return "malformed"
-    return handle_incident(incident, world).action
+    published = event.data["message"].get("publishTime") or event.data["message"].get(
+        "publish_time"
+    )
+    return handle_incident(incident, world, published_at=str(published or "")).action
 
 
-def handle_incident(incident: Incident, world: Rollouts) -> rollback.Outcome:
-    """Log ``incident`` whole and roll back when it is about this endpoint's serving model."""
+def handle_incident(
+    incident: Incident, world: Rollouts, published_at: str = ""
+) -> rollback.Outcome:
+    """Log ``incident`` whole and roll back when it is about this endpoint's serving model.
+
+    ``published_at`` (RFC 3339) is when Pub/Sub took the notification, kept in the ledger so
+    the time from alert to restored traffic can be told."""
     doc = world.ledger.read().document
     model = incident.deployed_model_id
     versions = {d.id: d.version_id for d in world.endpoint.deployed()}
@@ -91,6 +99,7 @@ def handle_incident(incident: Incident, world: Rollouts) -> rollback.Outcome:
                     "threshold_value": incident.threshold_value,
                     "started_at": incident.started_at,
                     "ended_at": incident.ended_at,
+                    **({"published_at": published_at} if published_at else {}),
                 },
                 cooldown=world.settings.rollback_cooldown,
             ),

@@ -188,6 +188,15 @@ class VertexModelRegistry(VertexBackend):
             merge(name=f"{self.resource_name}@{holder}", version_aliases=[f"-{name}"])
         merge(name=f"{self.resource_name}@{version_id}", version_aliases=[name])
 
+    def remove_alias(self, name: str) -> None:
+        """Take alias ``name`` from its holder (``-name`` merged into its aliases)."""
+        check_alias(name)
+        holder = self.alias(name)
+        if holder is not None:
+            self._client().merge_version_aliases(
+                name=f"{self.resource_name}@{holder.version_id}", version_aliases=[f"-{name}"]
+            )
+
     def update_labels(self, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
         """Merge ``labels`` into the version's own labels (a version-level UpdateModel)."""
         merged = {**self._require(version_id).labels, **check_labels(labels)}

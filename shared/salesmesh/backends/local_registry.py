@@ -117,6 +117,14 @@ class LocalModelRegistry:
             if name not in target["aliases"]:
                 target["aliases"].append(name)
 
+    def remove_alias(self, name: str) -> None:
+        """Take alias ``name`` from whichever version holds it."""
+        check_alias(name)
+        with self._locked() as document:
+            for version in document["versions"]:
+                if name in version["aliases"]:
+                    version["aliases"].remove(name)
+
     def update_labels(self, version_id: str, labels: Mapping[str, str]) -> ModelVersion:
         """Merge ``labels`` into the version's labels (same key: new value) and return it."""
         checked = check_labels(labels)

@@ -88,7 +88,7 @@ def rollback(world: Rollouts, request: Request, attempts: int = 10) -> Outcome:
     for _ in range(attempts):
         snapshot = world.ledger.read()
         seen = (snapshot.document.get("incidents") or {}).get(key) if key else None
-        if seen is not None and seen.get("state") == (request.incident or {}).get("state"):
+        if seen is not None and not _news(seen, request.incident or {}):
             why = f"incident {key} ({seen.get('state')}) was handled already: {seen.get('why')}"
             return Outcome(DUPLICATE, why)
         try:
@@ -99,6 +99,12 @@ def rollback(world: Rollouts, request: Request, attempts: int = 10) -> Outcome:
             _apply(world, written.document, outcome)
         return outcome
     raise LedgerConflictError(f"{world.ledger.uri} kept changing: rollback gave up")
+
+
+def _news(seen: Mapping[str, Any], incident: Mapping[str, Any]) -> bool:
+    """True if ``incident`` moves the one ``seen`` on: an incident opens once and closes once,
+    and Pub/Sub may deliver its open again after its close (no ordering, at least once)."""
+    return seen.get("state") == "open" and incident.get("state") == "closed"
 
 
 def _write(world: Rollouts, snapshot: Snapshot, request: Request) -> tuple[Snapshot, Outcome]:
@@ -129,7 +135,7 @@ def _decide(
         entry.setdefault("received_at", record.now_text(now))
         model = str(incident.get("deployed_model_id"))
         entry["version_id"] = entry.get("version_id") or deployed.get(model)
-        if seen is None or incident.get("state") == "open":
+        if seen is None:
             entry.update(action=outcome.action, why=outcome.reason)
         incidents[key] = entry
         for old in list(incidents)[:-KEEP_INCIDENTS]:
@@ -300,6 +306,8 @@ def _apply(world: Rollouts, doc: dict[str, Any], outcome: Outcome) -> None:
             before = _previous_of(doc, outcome.to_version, outcome.from_version)
             if outcome.action == ROLLED_BACK and before is not None:
                 world.registry.set_alias(PREVIOUS, before)
+            elif outcome.action == ROLLED_BACK:  # nothing is left to return to after this
+                world.registry.remove_alias(PREVIOUS)
         except (KeyError, ValueError, MeshError) as exc:
             world.log.warning(f"traffic rolled back, but the aliases did not move: {exc}")
     if outcome.action == ROLLED_BACK and outcome.to_version:
