@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m salesmesh.demo
+	$(BIN)/salesmesh demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -360,6 +360,12 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from salesmesh import demo
+
+    return demo.run(args)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -554,6 +560,16 @@ def build_parser() -> argparse.ArgumentParser:
     for action in (slow, clear, show):
         action.add_argument("--json", action="store_true", help="print the switch as JSON")
     fault.set_defaults(handler=_cmd_fault)
+
+    from salesmesh import demo
+
+    story_of_all = commands.add_parser(
+        "demo",
+        help="the whole chain on the local mesh: train, deploy, slow down, alert, roll back",
+        description=(demo.__doc__ or "").split("\n\n", 1)[0],
+    )
+    demo.add_arguments(story_of_all)
+    story_of_all.set_defaults(handler=_cmd_demo)
     return parser
 
 

@@ -1,8 +1,8 @@
-"""`make demo` (python -m salesmesh.demo): the whole chain on a small sample, seen by a user."""
+"""`make demo` (salesmesh demo): the whole chain on a small sample, seen by a user."""
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,29 +14,59 @@ from salesmesh.sample import write_sample
 
 pytestmark = pytest.mark.slow
 
+STAGES = [
+    "start the mesh",
+    "upload v1 data (sales_older.csv)",
+    "train v1 (train_trigger -> training run)",
+    "deploy v1 (deploy_model: gate, canary, promote)",
+    "upload v2 data (sales_newer.csv)",
+    "train v2 (train_trigger -> training run)",
+    "deploy v2 (deploy_model: gate, canary, promote)",
+    "inject 800 ms into v2 (local fault switch)",
+    "alert: p99 over 500 ms -> incident published",
+    "alert_handler: traffic back to v1",
+    "incident closes (v2 takes no traffic)",
+    "stop the mesh",
+]
 
-def test_demo_uploads_trains_deploys_and_prints_a_served_forecast(tmp_path: Path) -> None:
-    """The demo ends in a 28-day forecast fetched through the endpoint, with a quiet console."""
+
+def test_demo_tells_the_whole_story_with_a_timeline(tmp_path: Path) -> None:
+    """v1 and v2 deployed, v2 slowed down, the alert rolls traffic back to v1; --json gives
+    every stage in order with its times and ok, and the state left behind tells the same."""
     data = tmp_path / "sales.csv"
     write_sample(data, stores=2, products=3, days=300, seed=7)
+    state = tmp_path / "state"
     result = subprocess.run(
-        [sys.executable, "-m", "salesmesh.demo", "--data", str(data)],
+        [sys.executable, "-m", "salesmesh.cli", "demo", "--json", "--data", str(data)],
         cwd=ROOT,  # the demo serves the functions of the checkout it runs in
-        env=cli_env(tmp_path / "state"),
+        env=cli_env(state),
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
-    assert "version 1: deployed" in out
-    assert re.search(r"traffic split \{'\d+': 100\}", out), out
-    served = out.split("== 7.", 1)[1].split("== 8.", 1)[0]
-    story = out.split("== 8.", 1)[1]
-    for state in ("registered", "deploying", "promoting", "done"):
-        assert re.search(rf"version 1 +{state}", story), story
-    assert re.search(r"traffic \{\} -> \{v1: 100%\} by deploy_model", story), story
-    assert re.search(r"28-day forecast \(deployed model \d+\)", served), served
-    assert len(re.findall(r"^  \d{4}-\d{2}-\d{2} +\d+\.\d\d$", served, flags=re.MULTILINE)) == 28
-    assert "Resource not found" not in result.stderr, result.stderr
+    told = json.loads(result.stdout)
+    assert told["ok"] is True
+    assert [s["name"] for s in told["stages"]] == STAGES
+    for stage in told["stages"]:
+        assert stage["finished_at"] >= stage["started_at"], stage
+        assert stage["seconds"] >= 0
+    back = told["stages"][STAGES.index("alert_handler: traffic back to v1")]
+    assert back["detail"].startswith("rolled_back: rolled back from version 2 to 1")
+    assert "Traceback" not in result.stderr, result.stderr
+
+    history = subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", "history", "--json"],
+        env=cli_env(state / "demo"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert history.returncode == 0, history.stderr
+    story = json.loads(history.stdout)
+    assert [(r["from_version"], r["to_version"], r["who"]) for r in story["rollbacks"]] == [
+        ("2", "1", "alert_handler")
+    ]
+    assert [i["action"] for i in story["incidents"]] == ["rolled_back"]
