@@ -36,6 +36,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/mesh.py
 	$(BIN)/python bench/serve.py --runs 2
 	$(BIN)/python bench/rollout.py
+	$(BIN)/python bench/alerts.py
 
 package:
 	$(PYTHON) functions/build.py
