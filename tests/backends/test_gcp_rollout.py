@@ -75,3 +75,35 @@ def test_a_crash_at_any_acting_call_still_promotes_once(model_artifact: Path) ->
                     raise AssertionError(f"{where}: {exc}") from exc
                 models = cloud.parts["endpoint"].deployed()
                 assert sorted(d.version_id for d in models) == ["1", "2"], where
+
+
+def test_an_incident_rolls_back_on_vertex_ai(model_artifact: Path) -> None:
+    """On the Google Cloud backends, alert_handler's path puts version 1 back at 100 % on the
+    Vertex AI endpoint (version 2 undeployed), moves the aliases, and ignores a redelivery."""
+    from salesmesh.alerts import handler, policies
+    from salesmesh.alerts.incident import Incident, State
+
+    with second_rollout(model_artifact, CRASH_DEPLOY_SECONDS) as cloud:
+        bad = {d.version_id: d.id for d in cloud.parts["endpoint"].deployed()}["2"]
+        latency = policies.load()[0]
+        found = Incident(
+            incident_id="0.abc",
+            state=State.OPEN,
+            started_at=int(cloud.now()),
+            policy_name=latency.display_name,
+            condition_name=latency.display_name,
+            summary="p99 above 500 ms",
+            endpoint_id=cloud.settings.endpoint_id,
+            deployed_model_id=bad,
+        )
+        first = handler.handle_incident(found, cloud.world())
+        again = handler.handle_incident(found, cloud.world())
+        assert (first.action, again.action) == ("rolled_back", "duplicate")
+        assert cloud.split_by_version() == {"1": 100}
+        champion = cloud.parts["registry"].alias("champion")
+        assert champion is not None and champion.version_id == "1"
+        doc = cloud.ledger()
+        assert doc["versions"]["2"]["state"] == "rolled_back"
+        assert doc["history"][-1]["who"] == "alert_handler"
+        cloud.run()  # whatever step was still queued finds the ledger moved on
+        assert cloud.split_by_version() == {"1": 100}
