@@ -105,7 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=SAMPLE, help=f"sales file ({SAMPLE})")
+    parser.add_argument(
+        "--root", type=Path, default=Path(), help="the checkout holding functions/ (default .)"
+    )
+    parser.add_argument("--data", type=Path, help=f"sales file (default ROOT/{SAMPLE})")
     parser.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for each hop (300)"
     )
@@ -116,19 +119,25 @@ def run(args: argparse.Namespace) -> int:
     """Run the story; 0 when every hop happened, 1 otherwise (the timeline says where)."""
     timeline = Timeline(quiet=args.json)
     ok = False
+    root = args.root.resolve()
     try:
-        ok = _story(args.data, args.timeout, timeline)
+        if not (root / "functions").is_dir():
+            raise MeshError(
+                f"{root} holds no functions/ folder: run the demo from the salesmesh checkout, "
+                "or pass --root CHECKOUT"
+            )
+        ok = _story(args.data or root / SAMPLE, root, args.timeout, timeline)
     except MeshError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)
     if args.json:
         print(json.dumps({"stages": [s.to_json() for s in timeline.stages], "ok": ok}, indent=2))
-    else:
+    elif timeline.stages:
         print("\n== timeline (seconds from the start)\n" + timeline.render())
         print("\nok" if ok else "\nthe demo did not finish its story: see above")
     return 0 if ok else 1
 
 
-def _story(data: Path, timeout: float, timeline: Timeline) -> bool:
+def _story(data: Path, root: Path, timeout: float, timeline: Timeline) -> bool:
     from salesmesh import runtime
     from salesmesh.data import Contract, validate_file
     from salesmesh.local.mesh import Mesh
@@ -150,7 +159,7 @@ def _story(data: Path, timeout: float, timeline: Timeline) -> bool:
     older, newer = _split(data, state / "files")
 
     with timeline.stage("start the mesh") as stage:
-        mesh = Mesh(settings, Path.cwd()).start()
+        mesh = Mesh(settings, root).start()
         stage.detail = mesh.pubsub.summary()
     try:
         # this process reads the emulated buckets too (runs, ledger, registry)
