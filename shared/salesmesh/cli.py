@@ -528,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     back = commands.add_parser(
         "rollback",
-        help="put the previous version back at 100 % of traffic (or abort the rollout)",
+        help="put the previous version back at 100 %% of traffic (or abort the rollout)",
         description="Roll the endpoint back through its rollout ledger, the same way "
         "alert_handler does for an incident: during a rollout, abort it (the old champion keeps "
         "100 %); otherwise the previous champion still deployed (or --to VERSION) takes all "
