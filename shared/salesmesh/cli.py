@@ -453,9 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     state = commands.add_parser(
         "status",
-        help="training runs, quarantined files and dead letters of the local mesh",
-        description="Show the local mesh's training runs, quarantined files with their reasons "
-        "and dead-lettered events (state under $SALESMESH_STATE_DIR, default .salesmesh).",
+        help="training runs, quarantined files, dead letters and incidents of the local mesh",
+        description="Show the local mesh's training runs, quarantined files with their reasons, "
+        "dead-lettered events, and the incidents alert_handler heard of with what it did about "
+        "each (state under $SALESMESH_STATE_DIR, default .salesmesh).",
     )
     state.add_argument("--json", action="store_true", help="print the status as JSON")
     state.set_defaults(handler=_cmd_status)
