@@ -543,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--project", help="Google Cloud project: roll back on Vertex AI")
     back.add_argument("--json", action="store_true", help="print the outcome as JSON")
     back.set_defaults(handler=_cmd_rollback)
+
     fault = commands.add_parser(
         "fault",
         help="switch the local latency fault on or off (local mesh only)",

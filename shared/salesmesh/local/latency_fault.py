@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from salesmesh.errors import MeshError
-from salesmesh.local.processes import read_json, write_json
+from salesmesh.local.processes import file_key, read_json, write_json
 
 FAULTS_FILE = "faults.json"
 MAX_MS = 60_000  # the router's upstream timeout is 60 s: a longer wait is a timeout, not latency
@@ -102,11 +102,7 @@ class LatencyFaults:
 
     def seconds(self, version_id: str) -> float:
         """How long to hold a request for ``version_id`` before proxying it (0.0: none)."""
-        try:
-            stat = self.path.stat()
-            key: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            key = None
+        key = file_key(self.path)
         if key != self._key:
             with self._lock:
                 try:

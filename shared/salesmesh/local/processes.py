@@ -175,6 +175,16 @@ def tail(path: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
+def file_key(path: Path) -> tuple[int, int, int] | None:
+    """What changes when ``path`` is replaced or rewritten (inode, mtime, size); None if it is
+    absent. Readers that cache a file per request reread it only when this changes."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None if there is no such file."""
     try:

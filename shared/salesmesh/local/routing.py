@@ -39,7 +39,7 @@ from typing import Any
 from salesmesh.backends.local_endpoint import METRICS_FILE, RECORD, endpoint_dir
 from salesmesh.backends.local_servers import PREDICT_ROUTE
 from salesmesh.local.latency_fault import LatencyFaults
-from salesmesh.local.processes import read_json
+from salesmesh.local.processes import file_key, read_json
 from salesmesh.ports import rfc3339
 
 _Target = tuple[str, int, str, str]  # deployed model id, port, predict route, version id
@@ -57,11 +57,7 @@ class _Split:
         self._lock = threading.Lock()
 
     def choose(self) -> _Target | None:
-        try:
-            stat = self.path.stat()
-            key: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        except FileNotFoundError:
-            key = None
+        key = file_key(self.path)
         if key != self._key:
             with self._lock:
                 try:
