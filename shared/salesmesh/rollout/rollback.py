@@ -78,10 +78,6 @@ class Outcome:
         return self.action in (ROLLED_BACK, ABORTED)
 
 
-class RollbackRefusedError(MeshError):
-    """There is nothing to roll back to (or the version asked for cannot take traffic)."""
-
-
 def rollback(world: Rollouts, request: Request, attempts: int = 10) -> Outcome:
     """Decide, write and apply one rollback; re-decides if a rollout step wrote meanwhile."""
     key = str((request.incident or {}).get("incident_id", ""))
