@@ -25,7 +25,6 @@ from salesmesh.ports import (
     Metrics,
     ModelRegistry,
     TaskQueue,
-    Topic,
     TrainingLauncher,
 )
 
@@ -119,18 +118,6 @@ def metrics(settings: Settings) -> Metrics:
     return backends.metrics(
         "gcp", project=settings.project, location=settings.region, endpoint_id=settings.endpoint_id
     )
-
-
-def alerts_topic(settings: Settings) -> Topic:
-    """The alerts topic: Pub/Sub's on gcp; locally the running mesh's, from any process
-    (its ``mesh.json`` says where; MeshError when no mesh runs)."""
-    if settings.backend == "local":
-        from salesmesh.local.mesh_pubsub import running_topic
-
-        return running_topic(settings, "alerts")
-    from salesmesh.backends.gcp_pubsub import PubSubTopic
-
-    return PubSubTopic(settings.project, settings.alerts_topic)
 
 
 def ledger(settings: Settings, client: Callable[[], Any] | None = None) -> LedgerStore:

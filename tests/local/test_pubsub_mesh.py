@@ -28,8 +28,9 @@ from mesh_cli import cli_env
 from mesh_waits import wait_for
 from upstreams import Upstream
 
-from salesmesh import logs, runtime, status
+from salesmesh import logs, status
 from salesmesh.alerts import incident
+from salesmesh.alerts.topic import alerts_topic
 from salesmesh.backends.local_endpoint import RECORD, endpoint_dir, write_json
 from salesmesh.local import latency_fault
 from salesmesh.local.mesh import Mesh
@@ -232,7 +233,7 @@ def test_up_names_its_pubsub_and_takes_messages_from_other_processes(
     kind: str, tmp_path: Path
 ) -> None:
     """`salesmesh up` prints which Pub/Sub runs and records it in mesh.json; a message
-    published from another process through runtime.alerts_topic reaches the function; Ctrl-C
+    published from another process through alerts.topic.alerts_topic reaches the function; Ctrl-C
     leaves no emulator behind."""
     if kind == EMULATOR and (reason := unavailable()) is not None:
         pytest.skip(f"Pub/Sub emulator unavailable: {reason}")
@@ -271,7 +272,7 @@ def test_up_names_its_pubsub_and_takes_messages_from_other_processes(
         subscription = "projects/local/subscriptions/salesmesh-alerts-alert-handler"
         assert described["subscriptions"] == {"alert_handler": subscription}
 
-        topic = runtime.alerts_topic(Settings(state_dir=state))
+        topic = alerts_topic(Settings(state_dir=state))
         message_id = topic.publish(b'{"from": "another process"}')
         path = state / "seen.jsonl"
         [event] = wait_for(lambda: path.exists() and path.read_text().splitlines(), 10, "it")
