@@ -21,7 +21,7 @@ from salesmesh import cli, status
 from salesmesh.alerts import handler, policies
 from salesmesh.alerts.incident import Incident, State, to_payload
 from salesmesh.ports import CHAMPION, PREVIOUS
-from salesmesh.rollout import deploy, history
+from salesmesh.rollout import deploy, history, rollback
 
 LATENCY = policies.load()[0]
 
@@ -265,3 +265,24 @@ def test_salesmesh_rollback_by_hand(
     assert "no previous version" in capsys.readouterr().err
     logged = (world.state_dir / "logs" / "mesh.jsonl").read_text()
     assert "rolled back from version 2 to 1: drill" in logged
+
+
+def test_a_rollout_aborted_while_deploying_leaves_no_model_behind(
+    world: World, model_artifact: Path, tmp_path: Path
+) -> None:
+    """A rollback while the newcomer is still deploying aborts its rollout; the model that
+    arrives afterwards is undeployed by a later step, not left at 0 % for good."""
+    world.ship(model_artifact, "r-one")
+    (first,) = (d.id for d in world.endpoint.deployed())
+    world.deliver(world.publish(variant(model_artifact, tmp_path / "b", 0.8), "r-two"))
+    assert world.ledger.read().document["rollout"]["state"] == "deploying"
+    done = rollback.rollback(world.rollouts(), rollback.Request("tester", "drill"))
+    assert done.action == "aborted"
+    assert world.ledger.read().document["sweep"][0]["version_id"] == "2"
+    outcomes = world.drain()
+    assert "sweeping" in outcomes
+    assert any("its rollout was aborted before it arrived" in m for m in world.log.messages())
+    assert [d.id for d in world.endpoint.deployed()] == [first]
+    assert world.endpoint.traffic() == {first: 100}
+    doc = world.ledger.read().document
+    assert doc["sweep"] == [] and doc["versions"]["2"]["state"] == "rolled_back"

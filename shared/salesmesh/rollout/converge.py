@@ -39,7 +39,7 @@ def commit(
 def arm(world: Rollouts, doc: dict[str, Any], delay: float, force: bool = False) -> None:
     """Schedule the step for the ledger's current sequence, if there is anything to do (or
     ``force``: the endpoint has yet to follow the ledger)."""
-    if doc.get("rollout") is None and not doc.get("queue") and not force:
+    if doc.get("rollout") is None and not doc.get("queue") and not doc.get("sweep") and not force:
         return
     task = Task(
         name=f"rollout-{doc['id']}-{doc['seq']}",

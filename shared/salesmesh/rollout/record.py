@@ -133,6 +133,16 @@ def finish(doc: dict[str, Any], state: State, at: float, reason: str, version_st
     doc["rollout"] = None
 
 
+def sweep(doc: dict[str, Any], rollout: Mapping[str, Any], at: float) -> None:
+    """Remember to undeploy the model of an aborted rollout whose deployment may still be on
+    its way (no deployed model known yet): it would otherwise show up later at 0 % and stay
+    deployed, and on Vertex AI a deployed model costs its nodes every hour."""
+    if rollout.get("deployed_model_id") or not rollout.get("deploy_starts"):
+        return
+    entry = {"version_id": str(rollout["version_id"]), "since": at}
+    doc["sweep"] = [*(doc.get("sweep") or []), entry]
+
+
 def decide_split(
     doc: dict[str, Any],
     split: Mapping[str, int],

@@ -228,6 +228,7 @@ def _abort_rollout(
         record.decide_split(doc, before, deployed, now, request.who, why)
         _note_incident(doc, request)
     doc["undeploy"] = [str(model)] if model else []
+    record.sweep(doc, rollout, now)
     record.finish(doc, State.ABORTED, now, why, record.ROLLED_BACK)
     champion = max(before, key=lambda m: before[m]) if before else None
     back_to = deployed.get(champion or "")
@@ -251,6 +252,7 @@ def _to_previous(
         aborted = str(rollout["version_id"])
         if rollout.get("deployed_model_id") and rollout["deployed_model_id"] != target:
             undeploy.append(str(rollout["deployed_model_id"]))
+        record.sweep(doc, rollout, now)
         record.finish(
             doc, State.ABORTED, now, f"aborted by a rollback: {request.reason}", record.ABORTED
         )

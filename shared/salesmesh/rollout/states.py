@@ -27,6 +27,10 @@ Outcome = str | Snapshot  # a word, or the ledger to go on from in the same step
 def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
     """Idle: gate the oldest queued version and start its rollout, or gate it out."""
     queue = snapshot.document.get("queue") or []
+    if snapshot.document.get("sweep"):
+        swept = _sweep(world, snapshot, wait=not queue)
+        if swept is not None:
+            return swept
     if not queue:
         return "idle"
     entry = queue[0]
@@ -69,6 +73,38 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
     )
     log.info(f"rollout of version {version_id} starts: {decision.reason}")
     return written
+
+
+def _sweep(world: Rollouts, snapshot: Snapshot, wait: bool) -> Outcome | None:
+    """Undeploy the models of aborted rollouts that showed up after the abort (see
+    :func:`record.sweep`); look again later while one may still be on its way."""
+    now = world.clock()
+    timing = world.timing
+    patience = timing.deploy_timeout + timing.lost_grace
+    deployed = versions_of(world)
+    split = world.endpoint.traffic()
+    pending = snapshot.document["sweep"]
+    keep = []
+    for entry in pending:
+        mine = [m for m, v in deployed.items() if v == entry["version_id"] and not split.get(m)]
+        for model in mine:
+            try:
+                world.endpoint.undeploy(model)
+                world.log.info(f"undeployed {model}: its rollout was aborted before it arrived")
+            except (KeyError, ValueError, MeshError) as exc:
+                world.log.warning(f"could not undeploy {model} of an aborted rollout: {exc}")
+                mine = []  # try again next time
+        if not mine and now - float(entry["since"]) < patience:
+            keep.append(entry)
+    if keep == pending and not wait:
+        return None
+    again = max(timing.poll_seconds, min(30.0, patience / 20)) if keep and wait else None
+
+    def swept(doc: dict[str, Any]) -> None:
+        doc["sweep"] = keep
+
+    written = commit(world, snapshot, swept, again)
+    return "sweeping" if keep and wait else written
 
 
 def _registered(world: Rollouts, snapshot: Snapshot, rollout: dict[str, Any]) -> Outcome:
