@@ -20,9 +20,10 @@ does not know the run ``grace`` seconds after the claim (the launch itself died)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from salesmesh import cas
 from salesmesh.errors import LaunchError
@@ -85,15 +86,21 @@ class PendingRun:
 
     def stale(self, held: cas.Versioned, run: TrainingRun | None) -> str | None:
         """Why the claim can be taken over, or None while its run may still resolve HEAD."""
-        document = held.document or {}
-        age = self.clock() - float(document.get("claimed_at", 0))
-        if run is not None and run.state.finished:
-            return f"its run {run.run_id} is {run.state} and never released it"
-        if run is None and age > self.grace:
-            return f"no launcher knows its run {document.get('run_id')} after {age:.0f} s"
-        if age > self.lease:
-            return f"it is {age:.0f} s old, past its lease of {self.lease:.0f} s"
-        return None
+        return stale_reason(held.document or {}, run, self.clock(), self.lease, self.grace)
+
+
+def stale_reason(
+    claim: Mapping[str, Any], run: TrainingRun | None, now: float, lease: float, grace: float
+) -> str | None:
+    """Why ``claim`` (with ``run``, as its launcher reports it) no longer holds, or None."""
+    age = now - float(claim.get("claimed_at", 0))
+    if run is not None and run.state.finished:
+        return f"its run {run.run_id} is {run.state} and never released it"
+    if run is None and age > grace:
+        return f"no launcher knows its run {claim.get('run_id')} after {age:.0f} s"
+    if age > lease:
+        return f"it is {age:.0f} s old, past its lease of {lease:.0f} s"
+    return None
 
 
 def ensure_pending(
