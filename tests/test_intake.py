@@ -163,3 +163,20 @@ def test_an_object_deleted_before_delivery_is_reported_not_retried(bucket, setti
     outcome, log = _handle(upload, settings, launcher, bucket)
     assert outcome.action == "missing" and launcher.list() == []
     assert "uploads/gone.csv" in log.messages("WARNING")[0]
+
+
+def test_an_upload_under_the_replace_prefix_replaces_the_history(bucket, settings, launcher):
+    """uploads/replace/… drops the rows it lacks: the next run trains on it alone."""
+    first, _ = _handle(_upload(bucket, "uploads/v1.csv", VALID), settings, launcher, bucket)
+    _finished(launcher, first.run.run_id)
+    only = "\n".join(line for line in VALID.splitlines() if ",P002," not in line) + "\n"
+    upload = _upload(bucket, "uploads/replace/p001.csv", only)
+    outcome, log = _handle(upload, settings, launcher, bucket)
+    assert outcome.action == "launched"
+    assert "replaced the history with" in log.messages("INFO")[0]
+    run = _finished(launcher, outcome.run.run_id)
+    assert run.state == "succeeded", Path(run.log or "").read_text()
+    store = open_history(settings, lambda: bucket.client)
+    head = store.current()
+    assert (head.mode, head.rows, head.series, head.id) == ("replace", 120, 1, outcome.snapshot)
+    assert store.runs()[-1]["snapshot"] == head.id
