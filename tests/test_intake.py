@@ -1,8 +1,10 @@
-"""train_trigger's core: ignore, quarantine with a reason, or launch exactly one run."""
+"""train_trigger's core: ignore, quarantine with a reason, or merge and make one run pending."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ import pytest
 from salesmesh import events, intake
 from salesmesh.backends.local import LocalTrainingLauncher
 from salesmesh.logs import capture
+from salesmesh.sales import HistoryUri, open_history
+from salesmesh.sales.pending import PendingRun
 from salesmesh.sample import generate
 from salesmesh.settings import Settings
 
@@ -39,6 +43,7 @@ def settings(bucket: Any, tmp_path: Path) -> Settings:
         state_bucket=states.name,
         horizon=7,
         state_dir=tmp_path / "state",
+        history_quiet=0.5,
     )
 
 
@@ -55,8 +60,10 @@ def _finished(launcher: LocalTrainingLauncher, run_id: str, timeout: float = 120
 
 @pytest.fixture
 def launcher(settings: Settings) -> LocalTrainingLauncher:
-    """The real local launcher: each launch starts the trainer as a subprocess."""
-    return LocalTrainingLauncher(settings.state_dir)
+    """The real local launcher: each launch starts the trainer as a subprocess, which shares
+    the state folder (and so the history's lock) as it does in the mesh."""
+    env = {**os.environ, "SALESMESH_STATE_DIR": str(settings.state_dir)}
+    return LocalTrainingLauncher(settings.state_dir, env=env)
 
 
 def _handle(upload: events.StorageObject, settings: Settings, launcher: Any, bucket: Any) -> Any:
@@ -90,15 +97,15 @@ def test_a_bad_file_is_quarantined_with_its_reason_and_starts_no_run(bucket, set
     assert line["severity"] == "ERROR" and line["correlation_id"] == events.correlation_id(upload)
 
 
-def test_a_valid_file_trains_one_run_whose_manifest_lands_in_the_model_bucket(
-    bucket, settings, launcher
-):
-    """The run trains on exactly the announced generation; its manifest lands in the bucket."""
+def test_a_valid_file_trains_one_run_on_the_history_snapshot(bucket, settings, launcher):
+    """The upload is merged; the run trains on the snapshot holding it, which its manifest
+    names with the upload's generation."""
     upload = _upload(bucket, "uploads/sales.csv", VALID)
     outcome, _ = _handle(upload, settings, launcher, bucket)
     assert outcome.action == "launched" and outcome.run is not None
     assert outcome.run.run_id == events.run_id(upload)
-    assert outcome.run.data_uri == f"{upload.uri}#{upload.generation}"
+    expected = HistoryUri(settings.state_bucket, settings.model_name, run=outcome.run.run_id)
+    assert outcome.run.data_uri == str(dataclasses.replace(expected, quiet=0.5))
     assert [r.run_id for r in launcher.list()] == [events.run_id(upload)]
     run = _finished(launcher, outcome.run.run_id)
     assert (run.state, run.exit_code) == ("succeeded", 0), Path(run.log or "").read_text()
@@ -106,18 +113,47 @@ def test_a_valid_file_trains_one_run_whose_manifest_lands_in_the_model_bucket(
     manifest = bucket.client.bucket(settings.model_bucket).blob(
         prefix.rstrip("/") + "/manifest.json"
     )
-    assert json.loads(manifest.download_as_text())["data"]["uri"] == outcome.run.data_uri
+    data = json.loads(manifest.download_as_text())["data"]
+    assert data["uri"] == str(expected.pinned(outcome.snapshot))
+    assert data["snapshot"]["id"] == outcome.snapshot and data["rows"] == 240
+    assert [u["uri"] for u in data["snapshot"]["uploads"]] == [f"{upload.uri}#{upload.generation}"]
+    store = open_history(settings, lambda: bucket.client)
+    assert store.runs()[0]["snapshot"] == outcome.snapshot  # the run record names it too
+    assert PendingRun(store).holder()[0] is None  # the trainer released its claim
 
 
 def test_a_redelivered_event_finds_the_run_and_starts_nothing(bucket, settings, launcher):
-    """The same finalize event twice gives one run; the second delivery says duplicate."""
+    """The same finalize event twice gives one run and one merge; the second says duplicate."""
     upload = _upload(bucket, "uploads/sales.csv", VALID)
     first, _ = _handle(upload, settings, launcher, bucket)
+    run = _finished(launcher, first.run.run_id)  # started and released: nothing is pending
     second, log = _handle(upload, settings, launcher, bucket)
     assert (first.action, second.action) == ("launched", "duplicate")
+    assert second.run_id == run.run_id and second.snapshot == first.snapshot
     assert len(launcher.list()) == 1
     assert "duplicate delivery" in log.messages("INFO")[0]
+    assert open_history(settings, lambda: bucket.client).current().seq == 1
+
+
+def test_an_increment_too_short_alone_is_merged_not_quarantined(bucket, settings, launcher):
+    """One day of one store is no history on its own, but merged into one it trains."""
+    first, _ = _handle(_upload(bucket, "uploads/v1.csv", VALID), settings, launcher, bucket)
     _finished(launcher, first.run.run_id)
+    day = "date,store_id,product_id,sales\n2024-04-30,S01,P001,7\n"
+    second, _ = _handle(_upload(bucket, "uploads/day.csv", day), settings, launcher, bucket)
+    assert second.action == "launched", second.reason
+    run = _finished(launcher, second.run.run_id)
+    assert run.state == "succeeded", Path(run.log or "").read_text()
+    snapshot = open_history(settings, lambda: bucket.client).current()
+    assert (snapshot.rows, snapshot.added, snapshot.date_max) == (241, 1, "2024-04-30")
+
+
+def test_a_first_upload_too_short_is_still_quarantined(bucket, settings, launcher):
+    """With no history yet, an upload is the whole history: the history rule applies."""
+    day = "date,store_id,product_id,sales\n2024-04-30,S01,P001,7\n"
+    outcome, _ = _handle(_upload(bucket, "uploads/day.csv", day), settings, launcher, bucket)
+    assert outcome.action == "rejected" and "history_length" in outcome.reason
+    assert launcher.list() == []
 
 
 def test_an_object_deleted_before_delivery_is_reported_not_retried(bucket, settings, launcher):
@@ -127,3 +163,20 @@ def test_an_object_deleted_before_delivery_is_reported_not_retried(bucket, setti
     outcome, log = _handle(upload, settings, launcher, bucket)
     assert outcome.action == "missing" and launcher.list() == []
     assert "uploads/gone.csv" in log.messages("WARNING")[0]
+
+
+def test_an_upload_under_the_replace_prefix_replaces_the_history(bucket, settings, launcher):
+    """uploads/replace/… drops the rows it lacks: the next run trains on it alone."""
+    first, _ = _handle(_upload(bucket, "uploads/v1.csv", VALID), settings, launcher, bucket)
+    _finished(launcher, first.run.run_id)
+    only = "\n".join(line for line in VALID.splitlines() if ",P002," not in line) + "\n"
+    upload = _upload(bucket, "uploads/replace/p001.csv", only)
+    outcome, log = _handle(upload, settings, launcher, bucket)
+    assert outcome.action == "launched"
+    assert "replaced the history with" in log.messages("INFO")[0]
+    run = _finished(launcher, outcome.run.run_id)
+    assert run.state == "succeeded", Path(run.log or "").read_text()
+    store = open_history(settings, lambda: bucket.client)
+    head = store.current()
+    assert (head.mode, head.rows, head.series, head.id) == ("replace", 120, 1, outcome.snapshot)
+    assert store.runs()[-1]["snapshot"] == head.id

@@ -492,3 +492,15 @@ def test_alerts_topic_must_be_a_pubsub_topic_id(value: str):
     """A topic id Pub/Sub would refuse stops start-up, naming the variable."""
     with pytest.raises(ConfigError, match=r"SALESMESH_ALERTS_TOPIC=.* is invalid: expected a Pub"):
         Settings.from_env({"SALESMESH_ALERTS_TOPIC": value})
+
+
+def test_the_replace_prefix_lies_inside_the_upload_prefix():
+    """An upload under <upload prefix><replace prefix> replaces; elsewhere it merges."""
+    settings = Settings.from_env({"SALESMESH_REPLACE_PREFIX": "full/"})
+    assert settings.replaces_history("uploads/full/all.csv")
+    assert not settings.replaces_history("uploads/all.csv")
+    assert not settings.replaces_history("full/all.csv")
+    with pytest.raises(ConfigError, match="SALESMESH_REPLACE_PREFIX"):
+        Settings.from_env({"SALESMESH_REPLACE_PREFIX": "/full"})
+    with pytest.raises(ConfigError, match="SALESMESH_HISTORY_QUIET"):
+        Settings.from_env({"SALESMESH_HISTORY_QUIET": "-1"})

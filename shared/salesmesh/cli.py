@@ -286,6 +286,16 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_data(args: argparse.Namespace) -> int:
+    from salesmesh.data.source import storage_client
+    from salesmesh.sales import listing, open_history
+
+    with _reading(args) as settings:
+        gathered = listing.gather(open_history(settings, storage_client), args.limit)
+    print(json.dumps(gathered, indent=2) if args.json else listing.render(gathered))
+    return 0
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     import dataclasses
     import getpass
@@ -526,6 +536,22 @@ def build_parser() -> argparse.ArgumentParser:
     story.add_argument("--project", help="Google Cloud project: read its state bucket")
     story.add_argument("--json", action="store_true", help="print as JSON")
     story.set_defaults(handler=_cmd_history)
+
+    history_of_data = commands.add_parser(
+        "data",
+        help="the sales history: snapshots, the uploads each contains, HEAD, runs on each",
+        description="The model's sales history, newest snapshot first: what each merge "
+        "added and corrected, the uploads each snapshot contains with their row counts, which "
+        "one is HEAD, which training runs trained on which snapshot, and the run pending. The "
+        "local mesh by default (the running one, or the state it left), Google Cloud with "
+        "--project.",
+    )
+    history_of_data.add_argument("--project", help="Google Cloud project: read its state bucket")
+    history_of_data.add_argument(
+        "--limit", type=_positive, default=20, help="newest snapshots shown (20)"
+    )
+    history_of_data.add_argument("--json", action="store_true", help="print as JSON")
+    history_of_data.set_defaults(handler=_cmd_data)
 
     back = commands.add_parser(
         "rollback",

@@ -39,6 +39,8 @@ DEMO_ENV = {
     # both versions are judged on different backtest windows; the demo is about the chain, so
     # the gate lets a challenger through unless it is 50 % worse
     "SALESMESH_GATE_TOLERANCE": "0.5",
+    # one upload at a time: a run need not wait for a burst to settle
+    "SALESMESH_HISTORY_QUIET": "1",
 }
 
 
@@ -196,9 +198,9 @@ def _ship(
     with timeline.stage(f"upload v{label} data ({path.name})") as stage:
         uploaded = upload(path, client, settings.data_bucket, settings.upload_prefix + path.name)
         stage.detail = f"{uploaded['uri']}#{uploaded['generation']}"
-    with timeline.stage(f"train v{label} (train_trigger -> training run)") as stage:
-        run = _wait_for_run(runtime.launcher(settings), uploaded["generation"], timeout)
-        stage.detail = f"run {run.run_id} {run.state}"
+    with timeline.stage(f"train v{label} (train_trigger -> history -> training run)") as stage:
+        run, snapshot = _wait_for_run(settings, uploaded, timeout)
+        stage.detail = f"run {run.run_id} {run.state} on history snapshot {snapshot}"
         if run.state != "succeeded":
             timeline.say(f"   its log: {run.log}")
             return None
@@ -332,12 +334,25 @@ def _split(data: Path, folder: Path) -> tuple[Path, Path]:
     return older, newer
 
 
-def _wait_for_run(launcher: Any, generation: str, timeout: float) -> Any:
+def _wait_for_run(settings: Any, uploaded: dict[str, Any], timeout: float) -> tuple[Any, str]:
+    """The finished run that trained on the upload, found through the record train_trigger
+    leaves for it in the sales history, and the snapshot the upload was merged into."""
+    from salesmesh import events, runtime
+    from salesmesh.data.source import storage_client
+    from salesmesh.sales import open_history
+
+    upload = events.upload_from_uri(uploaded["uri"], uploaded["generation"])
+    assert upload is not None  # a gs:// URI with its generation
+    handled = open_history(settings, storage_client).record(
+        "uploads", events.correlation_id(upload)
+    )
+    launcher = runtime.launcher(settings)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        runs = [r for r in launcher.list() if r.data_uri.endswith(f"#{generation}")]
-        if runs and runs[0].state.finished:
-            return runs[0]
+        record = handled.read().document
+        run = None if record is None else launcher.get(str(record["run_id"]))
+        if run is not None and run.state.finished and record is not None:
+            return run, str(record["snapshot"])
         time.sleep(0.25)
     raise MeshError(f"no training run finished within {timeout:.0f} s; see `salesmesh logs`")
 

@@ -1,35 +1,49 @@
-"""What ``train_trigger`` does with an uploaded object: ignore, quarantine or launch one run.
+"""What ``train_trigger`` does with an uploaded object: ignore, quarantine, or merge and train.
 
-The handler must be safe under Eventarc's at-least-once delivery: the run id derives from the
-object's (bucket, name, generation), the launcher refuses to start a run id twice, and every
-path returns normally (a rejected file is quarantined and logged at ERROR rather than raised,
-so the event is not redelivered forever). Only unexpected failures raise, and those the
-delivery layer retries.
+An accepted upload is merged into the model's sales history (:mod:`salesmesh.sales`), and one
+run is made sure to be pending for it: launched now, or the one launched before that has not
+started yet, which will train on whatever the history is when it starts. An upload under the
+replace prefix replaces the history instead.
+
+The handler must be safe under Eventarc's at-least-once delivery: an upload that was handled
+leaves ``sales/<model>/uploads/<correlation id>.json``, found first by a redelivery, which then
+reads nothing and launches nothing; a redelivery of one whose handling died part-way merges
+nothing twice (the history's lineage knows the upload) and launches under the upload's own run
+id, which the launcher starts at most once. Every path returns normally (a rejected file is
+quarantined and logged at ERROR rather than raised, so the event is not redelivered forever).
+Only unexpected failures raise, and those the delivery layer retries.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from salesmesh import events
+from salesmesh.cas import CasConflictError
 from salesmesh.data import Contract, ValidationReport, load_sales
 from salesmesh.errors import SourceError
 from salesmesh.logs import Logger
-from salesmesh.ports import TrainingLauncher, TrainingRequest, TrainingRun
+from salesmesh.ports import TrainingLauncher, TrainingRequest, TrainingRun, rfc3339
+from salesmesh.sales import HistoryUri, UploadEntry, open_history
+from salesmesh.sales.pending import PendingRun, ensure_pending
 from salesmesh.settings import Settings
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What happened to one delivery: ``ignored``, ``missing``, ``duplicate``, ``rejected``
-    or ``launched``, with the reason or the run."""
+    """What happened to one delivery: ``ignored``, ``missing``, ``duplicate``, ``rejected``,
+    ``launched`` (a new run will train on the history) or ``coalesced`` (a run launched before
+    and not started yet will), with the reason, the run and the history's snapshot."""
 
     action: str
     reason: str = ""
     run: TrainingRun | None = None
+    run_id: str | None = None
+    snapshot: str | None = None
 
 
 def handle_upload(
@@ -39,14 +53,16 @@ def handle_upload(
     storage: Callable[[], Any],
     log: Logger,
 ) -> Outcome:
-    """Validate ``upload`` and launch one training run for it, or say why not.
+    """Validate ``upload``, merge it into the history and make sure a run is pending for it,
+    or say why not.
 
     ``storage`` makes a google-cloud-storage client (real GCS or the emulator) when one is
-    needed: ignored and duplicate deliveries never pay for one.
+    needed: ignored deliveries never pay for one.
     """
     run_id = events.run_id(upload)
+    correlation = events.correlation_id(upload)
     log = log.bind(
-        correlation_id=events.correlation_id(upload),
+        correlation_id=correlation,
         labels={"run_id": run_id, "object": upload.uri, "generation": upload.generation},
     )
     check = events.is_data_file(upload, settings.upload_prefix, settings.quarantine_prefix)
@@ -54,38 +70,75 @@ def handle_upload(
         log.info(f"ignored {upload.uri}: {check.reason}")
         return Outcome("ignored", check.reason)
 
-    existing = launcher.get(run_id)
-    if existing is not None:
-        log.info(f"duplicate delivery of {upload.uri}: run {run_id} is {existing.state}")
-        return Outcome("duplicate", "run already launched", existing)
+    history = open_history(settings, storage)
+    handled = history.record("uploads", correlation)
+    if (done := handled.read().document) is not None:
+        log.info(
+            f"duplicate delivery of {upload.uri}: merged into snapshot {done['snapshot']}, "
+            f"trained by run {done['run_id']}"
+        )
+        return Outcome(
+            "duplicate", "upload already handled", None, done["run_id"], done["snapshot"]
+        )
 
+    replace = settings.replaces_history(upload.name)
+    # an increment need not hold a season of history on its own: the merged whole is checked
+    # when a run trains on it; a first upload or a replacement is the whole history
+    increment = not replace and history.head.read().document is not None
+    contract = Contract(horizon=settings.horizon, require_history=not increment)
     pinned = f"{upload.uri}#{upload.generation}"  # exactly the version this event announced
     try:
-        loaded = load_sales(pinned, Contract(horizon=settings.horizon))
+        loaded = load_sales(pinned, contract)
     except SourceError as exc:
         # deleted or replaced before we read it: nothing to train on, nothing to retry
         log.warning(f"cannot read {upload.uri}: {exc}")
         return Outcome("missing", str(exc))
-    if not loaded.report.ok:
+    if not loaded.report.ok or loaded.frame is None:
         reason = _quarantine(upload, loaded.report, settings, storage())
         log.error(f"rejected {upload.uri}: {reason}", rules=loaded.report.rules)
         return Outcome("rejected", reason)
 
+    entry = UploadEntry(pinned, correlation, len(loaded.frame), 0, 0, 0, rfc3339())
+    merged = history.merge(entry, loaded.frame, replace=replace)
+    snapshot = merged.snapshot
+    if merged.action == "duplicate":
+        log.info(f"{upload.uri} is already in the history (snapshot {snapshot.id})")
+    else:
+        verb = "replaced the history with" if replace else "merged"
+        log.info(
+            f"{verb} {upload.uri}: {snapshot.upload.rows:,} rows: {snapshot.added:,} added, "
+            f"{snapshot.corrected:,} corrected, {snapshot.upload.unchanged:,} unchanged; "
+            f"snapshot {snapshot.id} holds {snapshot.rows:,} rows of {snapshot.series} series",
+            snapshot=snapshot.id,
+            added=snapshot.added,
+            corrected=snapshot.corrected,
+        )
+
+    source = HistoryUri(history.bucket, history.model, run=run_id, quiet=settings.history_quiet)
     request = TrainingRequest(
         run_id=run_id,
-        data_uri=pinned,
+        data_uri=str(source),
         output_uri=f"gs://{settings.model_bucket}/runs/{run_id}",
         horizon=settings.horizon,
-        labels={"salesmesh-correlation": events.correlation_id(upload)},
+        labels={"salesmesh-correlation": correlation},
     )
-    run = launcher.launch(request)
-    log.info(
-        f"training run {run_id} {run.state} for {upload.uri}",
-        rows=loaded.report.stats.get("rows"),
-        series=loaded.report.stats.get("series"),
-        output=run.output_uri,
-    )
-    return Outcome("launched", "", run)
+    pending = ensure_pending(PendingRun(history), launcher, request, correlation)
+    record = {
+        "upload": pinned,
+        "snapshot": snapshot.id,
+        "run_id": pending.run_id,
+        "action": pending.action,
+        "handled": rfc3339(),
+    }
+    # a concurrent delivery of the same upload may have recorded it first: same upload, done
+    with contextlib.suppress(CasConflictError):
+        handled.write(record, 0)
+    if pending.action == "launched":
+        state = pending.run.state if pending.run else "launched"
+        log.info(f"training run {run_id} {state} on the history", output=request.output_uri)
+    else:
+        log.info(f"run {pending.run_id} has not started yet: it will train on this upload too")
+    return Outcome(pending.action, "", pending.run, pending.run_id, snapshot.id)
 
 
 def _quarantine(

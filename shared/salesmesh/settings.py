@@ -33,6 +33,8 @@ ENV_VARS: dict[str, str] = {
     "state_bucket": "SALESMESH_STATE_BUCKET",
     "upload_prefix": "SALESMESH_UPLOAD_PREFIX",
     "quarantine_prefix": "SALESMESH_QUARANTINE_PREFIX",
+    "replace_prefix": "SALESMESH_REPLACE_PREFIX",
+    "history_quiet": "SALESMESH_HISTORY_QUIET",
     "horizon": "SALESMESH_HORIZON",
     "state_dir": "SALESMESH_STATE_DIR",
     "training_image": "SALESMESH_TRAINING_IMAGE",
@@ -95,6 +97,12 @@ class Settings:
     state_bucket: str = "salesmesh-state"
     upload_prefix: str = "uploads/"
     quarantine_prefix: str = "quarantine/"
+    # an upload under <upload_prefix><replace_prefix> replaces the sales history instead of
+    # merging into it (salesmesh.sales): the documented way to drop rows
+    replace_prefix: str = "replace/"
+    # a training run resolves the sales history once it has not changed for this long
+    # (seconds), so a burst of uploads folds into one run
+    history_quiet: float = 5.0
     horizon: int = 28
     state_dir: Path = field(default_factory=lambda: Path(".salesmesh"))
     training_image: str | None = None
@@ -165,7 +173,7 @@ class Settings:
                 if getattr(self, name) == getattr(self, other):
                     # a model landing in the data bucket would look like an upload: an event loop
                     _invalid(other, getattr(self, other), f"a bucket other than {ENV_VARS[name]}'s")
-        for name in ("upload_prefix", "quarantine_prefix"):
+        for name in ("upload_prefix", "quarantine_prefix", "replace_prefix"):
             value = getattr(self, name)
             if not value.endswith("/") or value.startswith("/"):
                 _invalid(name, value, "a folder such as 'uploads/': ends with '/', no leading '/'")
@@ -210,6 +218,11 @@ class Settings:
         calls ``resource.labels.endpoint_id``.
         """
         return self.endpoint.rsplit("/", 1)[-1]
+
+    def replaces_history(self, name: str) -> bool:
+        """Whether the upload ``name`` replaces the sales history (it lies under the replace
+        prefix inside the upload prefix) rather than merging into it."""
+        return name.startswith(self.upload_prefix + self.replace_prefix)
 
     @property
     def canary_wait(self) -> float:
@@ -306,6 +319,7 @@ def _scale(value: object) -> bool:
 # numeric settings: type parsed from the environment, range check, what is allowed
 _NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str]] = {
     "horizon": (int, _whole(1), "a positive whole number of periods"),
+    "history_quiet": (float, _between(0, 3600), "seconds from 0 to 3600"),
     "canary_percent": (int, _whole(1, 99), "a whole percentage from 1 to 99"),
     "keep_deployed": (int, _whole(1), "a whole number of deployed models, at least 1"),
     "canary_seconds": (float, _between(0, 86_400), "seconds from 0 to 86400"),

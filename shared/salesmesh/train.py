@@ -4,6 +4,8 @@ The same command runs as a Vertex AI custom job (output defaults to ``AIP_MODEL_
 local mesh's training subprocess and by hand. It validates the data, backtests, fits the final
 model and publishes one run folder: model files, ``metrics.json``, ``model_card.md`` with plots,
 ``validation.json``, ``series.csv`` and, last, ``manifest.json``, whose arrival means "complete".
+``--data`` may name the sales history instead of a file: the trainer resolves its HEAD when it
+starts (:mod:`salesmesh.sales.resolve`) and the manifest names the snapshot and its uploads.
 Exit codes: 0 trained, 1 rejected data or failed run, 2 usage errors.
 """
 
@@ -55,7 +57,14 @@ def _mesh_logger(data: str, env: Mapping[str, str]) -> Logger | None:
         return None
     log = Logger("trainer", stream=None, path=Path(env["SALESMESH_STATE_DIR"]) / "logs" / LOG_FILE)
     from salesmesh import events
+    from salesmesh.sales.uri import HistoryUri, is_history
 
+    if is_history(data):
+        run = HistoryUri.parse(data).run
+        if run is None:
+            return log
+        # the run is named after the upload that launched it: its story carries both ids
+        return log.bind(correlation_id=f"c-{run.removeprefix('r-')}", labels={"run_id": run})
     upload = events.upload_from_uri(data)
     if upload is None:
         return log
@@ -98,7 +107,7 @@ def run(
 
     Returns the manifest. Raises :class:`InvalidDatasetError` when the data breaks the contract.
     """
-    from salesmesh.data import Contract, load_sales
+    from salesmesh.data import Contract
     from salesmesh.forecast import backtest, card, describe
     from salesmesh.forecast.model import Params, fit_panel
     from salesmesh.forecast.panel import to_panel
@@ -106,7 +115,8 @@ def run(
     say = progress or _Progress(data)
     refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
-    loaded = load_sales(data, Contract(mapping=dict(mapping or {}), horizon=horizon))
+    contract = Contract(mapping=dict(mapping or {}), horizon=horizon)
+    loaded, data_identity = _load(data, contract, say)
     if not loaded.report.ok or loaded.frame is None:
         raise InvalidDatasetError(f"{data} was rejected:\n{loaded.report.to_text()}")
     stats = loaded.report.stats
@@ -130,14 +140,6 @@ def run(
     say("fitting the final model on all history")
     forecaster = fit_panel(panel, horizon, params)
 
-    source = loaded.source
-    data_identity = {
-        "uri": source.uri,
-        "generation": source.generation,
-        "md5": source.md5,
-        "bytes": source.size,
-        "rows": len(loaded.frame),
-    }
     with tempfile.TemporaryDirectory(prefix="salesmesh-run-") as staging_name:
         staging = Path(staging_name)
         forecaster.save(staging)
@@ -167,6 +169,37 @@ def run(
         publish(staging, output)
     say("done")
     return manifest
+
+
+def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any]]:
+    """The checked rows of ``data`` and its identity for the manifest: a file as it is, or
+    the sales history's snapshot the run resolves (:mod:`salesmesh.sales.resolve`)."""
+    from salesmesh.data import load_sales
+    from salesmesh.sales.uri import is_history
+
+    if is_history(data):
+        from salesmesh.data.source import storage_client
+        from salesmesh.sales import HistoryUri, open_history
+        from salesmesh.sales.resolve import resolve
+        from salesmesh.settings import Settings
+
+        uri = HistoryUri.parse(data)
+        store = open_history(
+            Settings.from_env(), storage_client, bucket=uri.bucket, model=uri.model
+        )
+        resolved = resolve(uri, store, contract, say)
+        return resolved.loaded, resolved.identity()
+    loaded = load_sales(data, contract)
+    source = loaded.source
+    rows = None if loaded.frame is None else len(loaded.frame)
+    identity = {
+        "uri": source.uri,
+        "generation": source.generation,
+        "md5": source.md5,
+        "bytes": source.size,
+        "rows": rows,
+    }
+    return loaded, identity
 
 
 def _gcs_prefix(output: str) -> tuple[str, str]:
@@ -237,8 +270,12 @@ def summary(manifest: dict[str, Any]) -> str:
     from salesmesh.forecast import card
 
     model, data = manifest["model"], manifest["data"]
+    snapshot = data.get("snapshot")
+    source = data["uri"]
+    if snapshot:
+        source += f" (snapshot {snapshot['id']}: {len(snapshot['uploads'])} upload(s))"
     lines = [
-        f"trained on {data['rows']:,} rows of {data['uri']}: {model['series']} series, "
+        f"trained on {data['rows']:,} rows of {source}: {model['series']} series, "
         f"frequency {model['freq']}, horizon {model['horizon']}",
         f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} "
         "ETS+Theta",
@@ -253,7 +290,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m salesmesh.train",
         description="Validate a sales file, backtest, train and publish a model run.",
     )
-    parser.add_argument("--data", required=True, help="sales file: local path or gs:// URI")
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="sales file (local path or gs:// URI) or sales history "
+        "(salesmesh-history://BUCKET/MODEL[/SNAPSHOT])",
+    )
     parser.add_argument(
         "--output",
         help="run folder: local path or gs:// prefix (default: $AIP_MODEL_DIR, set by Vertex AI)",

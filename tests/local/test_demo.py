@@ -17,10 +17,10 @@ pytestmark = pytest.mark.slow
 STAGES = [
     "start the mesh",
     "upload v1 data (sales_older.csv)",
-    "train v1 (train_trigger -> training run)",
+    "train v1 (train_trigger -> history -> training run)",
     "deploy v1 (deploy_model: gate, canary, promote)",
     "upload v2 data (sales_newer.csv)",
-    "train v2 (train_trigger -> training run)",
+    "train v2 (train_trigger -> history -> training run)",
     "deploy v2 (deploy_model: gate, canary, promote)",
     "inject 800 ms into v2 (local fault switch)",
     "alert: p99 over 500 ms -> incident published",
@@ -70,3 +70,18 @@ def test_demo_tells_the_whole_story_with_a_timeline(tmp_path: Path) -> None:
         ("2", "1", "alert_handler")
     ]
     assert [i["action"] for i in story["incidents"]] == ["rolled_back"]
+
+    # v2 (the whole sample) was merged into v1's history (the sample less its last 28 days)
+    data_of = subprocess.run(
+        [sys.executable, "-m", "salesmesh.cli", "data", "--json"],
+        env=cli_env(state / "demo"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert data_of.returncode == 0, data_of.stderr
+    newest, oldest = json.loads(data_of.stdout)["snapshots"]
+    assert (newest["added"], newest["corrected"], newest["rows"]) == (28 * 6, 0, 300 * 6)
+    assert [u["rows"] for u in newest["uploads"]] == [272 * 6, 300 * 6]
+    assert len(newest["runs"]) == len(oldest["runs"]) == 1

@@ -26,7 +26,7 @@ def runs(state_dir: Path) -> dict[str, dict[str, object]]:
 
 def test_upload_trains_and_bad_upload_is_quarantined(tmp_path: Path, state_dir: Path) -> None:
     """A good upload ends in a manifest; a negative-sales upload is quarantined, no run."""
-    settings = Settings(state_dir=state_dir, horizon=7)
+    settings = Settings(state_dir=state_dir, horizon=7, history_quiet=1.0)
     sample = tmp_path / "sales.csv"
     write_sample(sample, stores=1, products=2, days=120)
     with Mesh(settings, ROOT) as mesh:
@@ -45,9 +45,10 @@ def test_upload_trains_and_bad_upload_is_quarantined(tmp_path: Path, state_dir: 
         assert record["state"] == "succeeded", Path(str(record["log"])).read_text()[-2000:]
         manifest = client.bucket(settings.model_bucket).get_blob(f"runs/{run}/manifest.json")
         assert manifest is not None
-        assert json.loads(manifest.download_as_bytes())["data"]["generation"] == str(
-            blob.generation
-        )
+        # the run trained on the history's snapshot holding exactly this upload
+        source = json.loads(manifest.download_as_bytes())["data"]
+        uploads = [u["uri"] for u in source["snapshot"]["uploads"]]
+        assert uploads == [f"gs://{data.name}/uploads/sales.csv#{blob.generation}"]
 
         bad = "date,store_id,product_id,sales\n2026-01-01,1,1,5\n2026-01-02,1,1,-3\n"
         data.blob("uploads/bad.csv").upload_from_string(bad, content_type="text/csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ from salesmesh.local.binary import finalized_event, post
 from salesmesh.sample import write_sample
 
 # the horizon the small samples support
-EXTRA = {"SALESMESH_HORIZON": "7"}
+EXTRA = {"SALESMESH_HORIZON": "7", "SALESMESH_HISTORY_QUIET": "1"}
 
 
 def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -52,8 +53,16 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
         assert components <= {"train_trigger", "trainer", "deploy_model"}, story
         assert f"trainer [{runs[0]['run_id']}]: done" in "\n".join(story)
 
+        # the run trained on the history, which `salesmesh data` shows holding the upload
+        generation = re.search(r"\(generation (\d+),", uploaded.stdout).group(1)
+        history = cli_json(state, "data", extra=EXTRA)
+        [snapshot] = history["snapshots"]
+        assert snapshot["head"] and snapshot["runs"] == [runs[0]["run_id"]]
+        assert [u["uri"] for u in snapshot["uploads"]] == [
+            f"gs://salesmesh-data/uploads/sales.csv#{generation}"
+        ]
+
         # Eventarc may deliver the same finalize many times at once: still one run
-        generation = runs[0]["source"].rpartition("#")[2]
         event = finalized_event(
             {
                 "bucket": "salesmesh-data",
@@ -67,6 +76,7 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
             answers = list(pool.map(lambda _: post(url, event, 60.0)[0], range(20)))
         assert answers == [200] * 20
         assert len(_status(state)["runs"]) == 1
+        assert len(cli_json(state, "data", extra=EXTRA)["snapshots"]) == 1  # merged once
 
         bad = tmp_path / "bad.csv"
         bad.write_text(

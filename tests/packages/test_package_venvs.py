@@ -63,12 +63,12 @@ def test_train_trigger_quarantines_and_ignores_locally(venv_of, built, cloud):
 
 
 def test_train_trigger_submits_a_vertex_job_on_gcp(venv_of, built, cloud):
-    """gcp backend: ignored and malformed events stay cold (no Vertex SDK); a valid upload
-    becomes one CustomJob naming the training image and the exact data version."""
+    """gcp backend: ignored and malformed events stay cold (no Vertex SDK); a valid upload is
+    merged into the sales history and becomes one CustomJob naming the training image and the
+    history, which the trainer resolves when it starts."""
     package = built["train_trigger"].folder
     env = {**cloud["env"], "SALESMESH_BACKEND": "gcp"}
     good = upload(cloud["data"], "uploads/good.csv", VALID)
-    data_uri = f"gs://{cloud['data'].name}/uploads/good.csv#{good['data']['generation']}"
     outside = storage_event(cloud["data"].name, "exports/elsewhere.csv")
     cold = [outside, without(outside, "bucket")]
     report, logs = serve(venv_of("train_trigger"), package, "train_trigger", env, cold, [good])
@@ -83,14 +83,21 @@ def test_train_trigger_submits_a_vertex_job_on_gcp(venv_of, built, cloud):
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
     assert pool["containerSpec"]["imageUri"] == IMAGE
     assert pool["containerSpec"]["command"] == ["python", "-m", "salesmesh.train"]
-    assert pool["containerSpec"]["args"] == ["--data", data_uri, "--horizon", "28"]
     run_id = job["labels"]["salesmesh-run"]
+    data_uri = f"salesmesh-history://{cloud['state'].name}/salesmesh-demand?run={run_id}&quiet=5"
+    assert pool["containerSpec"]["args"] == ["--data", data_uri, "--horizon", "28"]
     assert job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"] == (
         f"gs://{cloud['models'].name}/runs/{run_id}"
     )
-    assert summary(logs)[-1] == ("INFO", f"training run {run_id} queued for gs")
-    claims = [b.name for b in cloud["client"].list_blobs(cloud["state"].name)]
-    assert claims == [f"salesmesh/claims/{run_id}"]  # the create-only claim, on real storage
+    assert summary(logs)[-1] == ("INFO", f"training run {run_id} queued on the history")
+    state = {b.name for b in cloud["client"].list_blobs(cloud["state"].name)}
+    assert f"salesmesh/claims/{run_id}" in state  # the create-only claim, on real storage
+    history = {name for name in state if name.startswith("sales/salesmesh-demand/")}
+    assert {n.rsplit("/", 1)[0] for n in history} == {
+        "sales/salesmesh-demand",  # HEAD.json and the pending run's claim
+        "sales/salesmesh-demand/snapshots",
+        "sales/salesmesh-demand/uploads",
+    }
 
 
 def tampered_run(models: Any, run_id: str, folder: Path) -> dict[str, Any]:

@@ -32,7 +32,9 @@ class Contract:
     to a canonical name (date, store_id, product_id, sales, price, promo) or to any other name,
     which makes that column a numeric regressor. It overrides the built-in aliases.
 
-    `horizon` is in periods of the file's frequency. `date_format` forces a strptime format
+    `horizon` is in periods of the file's frequency. `require_history` False skips the history
+    length rule: for an increment merged into a sales history, whose merged whole is checked
+    when a run trains on it. `date_format` forces a strptime format
     instead of detection. `max_bytes` bounds the stored object (checked from metadata before
     reading), `max_decompressed_bytes` the gunzipped content (checked while inflating),
     `max_rows` the data rows and `max_columns` the header width.
@@ -46,6 +48,7 @@ class Contract:
     max_decompressed_bytes: int = 4 * GiB
     max_rows: int = 20_000_000
     max_columns: int = 200
+    require_history: bool = True
 
     def __post_init__(self) -> None:
         # Programming errors, not data problems: fail loudly at construction.

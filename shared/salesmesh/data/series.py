@@ -146,7 +146,7 @@ def _record(series: Series, date: Coded, contract: Contract, report: ValidationR
         return
     longest = int(periods.max())
     unit = {"D": "days", "W": "weeks", "M": "months", "Q": "quarters"}.get(family, "periods")
-    if longest < needed:
+    if longest < needed and contract.require_history:
         report.error(
             "history_length",
             f"the longest series has {longest} {unit} of history; a horizon of "

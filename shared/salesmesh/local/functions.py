@@ -37,6 +37,8 @@ def function_env(settings: Settings, storage_host: str) -> dict[str, str]:
         ENV_VARS["horizon"]: str(settings.horizon),
         ENV_VARS["upload_prefix"]: settings.upload_prefix,
         ENV_VARS["quarantine_prefix"]: settings.quarantine_prefix,
+        ENV_VARS["replace_prefix"]: settings.replace_prefix,
+        ENV_VARS["history_quiet"]: repr(settings.history_quiet),
         ENV_VARS["endpoint"]: settings.endpoint,
         ENV_VARS["alerts_topic"]: settings.alerts_topic,
         ENV_VARS["alert_scale"]: repr(settings.alert_scale),
