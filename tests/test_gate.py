@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from salesmesh.errors import GateEvidenceError
+from salesmesh.errors import ConfigError, GateEvidenceError
 from salesmesh.gate import (
     BACKTEST_COLUMNS,
     Coverage,
@@ -447,3 +447,10 @@ def test_worse_than_the_tolerance_but_not_credibly_passes():
     assert decision.reason.endswith(
         "worse, but not credibly beyond the tolerance on this much data"
     )
+
+
+@pytest.mark.parametrize("bad", [{"confidence": 1.0}, {"resamples": 0}, {"tolerance": -0.1}])
+def test_impossible_settings_are_refused(bad: dict[str, Any]):
+    """A confidence of 100 %, no resamples or a negative tolerance is a ConfigError."""
+    with pytest.raises(ConfigError, match="gate"):
+        GateSettings(**bad)

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from salesmesh.errors import GateEvidenceError
+from salesmesh.errors import ConfigError, GateEvidenceError
 
 Vector = NDArray[np.float64]
 OVERLAP, NAIVE_RELATIVE, SEASONAL_NAIVE = "overlap", "naive_relative", "seasonal_naive"
@@ -49,6 +49,15 @@ class GateSettings:
     min_series: int = 3  # fewer series have no spread to resample: the small-sample rule decides
     clear_margin: float = 0.25  # small samples: gated only when worse by this on every series
     min_overlap_points: int = 7  # per series; a shorter overlap is too thin, backtests decide
+
+    def __post_init__(self) -> None:
+        if not 0 < self.confidence < 1 or self.resamples < 1 or self.min_series < 1:
+            raise ConfigError(
+                "gate settings need 0 < confidence < 1, resamples >= 1 and min_series >= 1; "
+                f"got {self.confidence}, {self.resamples}, {self.min_series}"
+            )
+        if self.tolerance < 0 or self.clear_margin < 0:
+            raise ConfigError("the gate's tolerance and clear_margin must not be negative")
 
 
 @dataclass(frozen=True)
