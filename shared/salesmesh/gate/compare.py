@@ -186,7 +186,7 @@ def _paired(
         by_series=tuple(float(d) for d in _relative(a * b_ref, a_ref * b)),
         windows=windows,
         points=points,
-        scores={"challenger": float(np.sum(a) / np.sum(a_ref)), "champion": _score(b, b_ref)},
+        scores={"challenger": _score(a, a_ref), "champion": _score(b, b_ref)},
     )
 
 
