@@ -45,6 +45,12 @@ class MetricsError(MeshError):
     message says what to start or grant. The caller decides what a missing figure means."""
 
 
+class GateEvidenceError(MeshError):
+    """A version's gate evidence (error tables in ``metrics.json``) is missing columns or holds
+    impossible values; the message names the table and the column. The gate then falls back to
+    the backtest-MASE rule and says so."""
+
+
 class BadEventError(MeshError):
     """A delivered CloudEvent is not what the handler expects; the message names the field."""
 

@@ -45,6 +45,8 @@ class GateDecision:
     reason: str
     challenger_mase: float | None = None
     champion_mase: float | None = None
+    # what the decision rested on, as plain JSON for the version's record (see salesmesh.gate)
+    evidence: Mapping[str, Any] | None = None
 
 
 def summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
