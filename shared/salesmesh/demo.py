@@ -87,15 +87,16 @@ class Timeline:
         if not self.stages:
             return "no stage ran"
         origin = self.stages[0].started_at
-        rows = [f"{'STAGE':<46} {'START':>8} {'END':>8} {'TOOK':>8}"]
+        width = max(len(stage.name) for stage in self.stages)
+        rows = [f"{'STAGE':<{width}} {'START':>8} {'END':>8} {'TOOK':>8}"]
         for stage in self.stages:
             end = stage.finished_at
             start = f"{stage.started_at - origin:>7.2f}s"
             if end is None:
-                rows.append(f"{stage.name:<46} {start}        -        -")
+                rows.append(f"{stage.name:<{width}} {start}        -        -")
             else:
                 took = end - stage.started_at
-                rows.append(f"{stage.name:<46} {start} {end - origin:>7.2f}s {took:>7.2f}s")
+                rows.append(f"{stage.name:<{width}} {start} {end - origin:>7.2f}s {took:>7.2f}s")
         return "\n".join(rows)
 
 
