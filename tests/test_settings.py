@@ -492,3 +492,12 @@ def test_alerts_topic_must_be_a_pubsub_topic_id(value: str):
     """A topic id Pub/Sub would refuse stops start-up, naming the variable."""
     with pytest.raises(ConfigError, match=r"SALESMESH_ALERTS_TOPIC=.* is invalid: expected a Pub"):
         Settings.from_env({"SALESMESH_ALERTS_TOPIC": value})
+
+
+def test_regressors_are_a_comma_separated_list():
+    """SALESMESH_REGRESSORS gives a tuple of names; a key column among them is refused."""
+    settings = Settings.from_env({"SALESMESH_REGRESSORS": " holiday, planned_discount ,"})
+    assert settings.regressors == ("holiday", "planned_discount")
+    assert Settings.from_env({}).regressors == ()
+    with pytest.raises(ConfigError, match="SALESMESH_REGRESSORS='date,holiday' is invalid"):
+        Settings.from_env({"SALESMESH_REGRESSORS": "date,holiday"})

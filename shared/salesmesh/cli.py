@@ -25,10 +25,18 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from salesmesh.data import Contract, validate_file
+    from salesmesh.settings import Settings
 
-    contract = Contract(
-        mapping=_mapping(args.map), horizon=args.horizon, date_format=args.date_format
-    )
+    try:
+        contract = Contract(
+            mapping=_mapping(args.map),
+            horizon=args.horizon,
+            date_format=args.date_format,
+            # what the trainer declares: the report says what training does with each column
+            regressors=(*Settings.from_env().regressors, *(args.regressor or [])),
+        )
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     report = validate_file(args.path, contract)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -401,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--date-format",
         metavar="FORMAT",
         help="strptime format of the date column (e.g. %%d/%%m/%%Y) when detection guesses wrong",
+    )
+    validate.add_argument(
+        "--regressor",
+        action="append",
+        metavar="NAME",
+        help="declare a column known in advance (planned, like price and promo); repeatable, "
+        "adds to $SALESMESH_REGRESSORS",
     )
     validate.set_defaults(handler=_cmd_validate)
 

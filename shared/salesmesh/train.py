@@ -93,9 +93,11 @@ def run(
     origins: int = 3,
     mapping: Mapping[str, str] | None = None,
     progress: Any = None,
+    regressors: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train on ``data`` and publish the run to ``output`` (local folder or ``gs://`` prefix).
 
+    ``regressors`` declares extra columns known in advance, beside price and promo.
     Returns the manifest. Raises :class:`InvalidDatasetError` when the data breaks the contract.
     """
     from salesmesh.data import Contract, load_sales
@@ -106,7 +108,8 @@ def run(
     say = progress or _Progress(data)
     refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
-    loaded = load_sales(data, Contract(mapping=dict(mapping or {}), horizon=horizon))
+    contract = Contract(mapping=dict(mapping or {}), horizon=horizon, regressors=tuple(regressors))
+    loaded = load_sales(data, contract)
     if not loaded.report.ok or loaded.frame is None:
         raise InvalidDatasetError(f"{data} was rejected:\n{loaded.report.to_text()}")
     stats = loaded.report.stats
@@ -116,7 +119,7 @@ def run(
     )
 
     history, table = series_frame(loaded.frame)
-    panel = to_panel(history, stats.get("freq"))
+    panel = to_panel(history, stats.get("freq"), stats.get("regressors", []))
     params = Params()
     say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
     result = backtest.run(panel, horizon, origins, params)
@@ -266,6 +269,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SOURCE=TARGET",
         help="map a column name to a canonical one; repeatable",
     )
+    parser.add_argument(
+        "--regressor",
+        action="append",
+        metavar="NAME",
+        help="declare a column known in advance (planned, like price and promo), so the model "
+        "reads it on the forecast dates; repeatable, adds to $SALESMESH_REGRESSORS",
+    )
     return parser
 
 
@@ -277,14 +287,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         parser.error("--output is required when AIP_MODEL_DIR is not set")
     if args.horizon < 1 or args.origins < 1:
         parser.error("--horizon and --origins must be positive")
-    from salesmesh.data import parse_mapping
+    from salesmesh.data import Contract, parse_mapping
+    from salesmesh.settings import Settings
 
     try:
         mapping = parse_mapping(args.map or [])
+        Contract(regressors=tuple(args.regressor or []))
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        manifest = run(args.data, output, args.horizon, args.origins, mapping)
+        regressors = (*Settings.from_env(env).regressors, *(args.regressor or []))
+        manifest = run(args.data, output, args.horizon, args.origins, mapping, None, regressors)
     except MeshError as exc:
         return exit_status("salesmesh.train", exc)
     print(summary(manifest))

@@ -149,6 +149,7 @@ _TEXT_STATS = (
     "date_format",
     "columns",
     "regressors",
+    "ignored_columns",
     "duplicates_merged",
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,20 @@ class Forecaster:
 
 
 def fit(
-    history: pd.DataFrame, horizon: int, freq: str | None = None, params: Params | None = None
+    history: pd.DataFrame,
+    horizon: int,
+    freq: str | None = None,
+    params: Params | None = None,
+    regressors: Sequence[str] | None = None,
 ) -> Forecaster:
-    """Fit a forecaster on ``series_id, date, sales`` (+ numeric regressors) for ``horizon``."""
+    """Fit a forecaster on ``series_id, date, sales`` (+ numeric regressors) for ``horizon``.
+
+    ``regressors`` names the columns known in advance (default: price and promo); the model
+    reads them on the dates it forecasts. Other columns are ignored.
+    """
     if horizon < 1:
         raise ForecastError(f"horizon must be at least 1, got {horizon}")
-    return fit_panel(to_panel(history, freq), horizon, params or Params())
+    return fit_panel(to_panel(history, freq, regressors), horizon, params or Params())
 
 
 def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
