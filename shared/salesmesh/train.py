@@ -123,12 +123,14 @@ def run(
     params = Params()
     say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
     result = backtest.run(panel, horizon, origins, params)
+    plan = _headline(result.metrics.get("known_plan"))
     say(
-        "backtest MASE "
+        "backtest MASE as served "
         + ", ".join(
             f"{name} {card.fmt(figures['mase'])}"
             for name, figures in result.metrics["models"].items()
         )
+        + ("" if plan is None else f"; salesmesh with a known plan {card.fmt(plan['mase'])}")
     )
     say("fitting the final model on all history")
     forecaster = fit_panel(panel, horizon, params)
@@ -164,12 +166,20 @@ def run(
                     name: {k: v for k, v in figures.items() if k != "by_horizon"}
                     for name, figures in result.metrics["models"].items()
                 },
+                "metrics_known_plan": _headline(result.metrics.get("known_plan")),
             },
         )
         say(f"publishing {len(manifest['files']) + 1} files to {output}")
         publish(staging, output)
     say("done")
     return manifest
+
+
+def _headline(plan: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The model's known-plan figures without the per-step breakdown (None without a plan)."""
+    if not plan:
+        return None
+    return {k: v for k, v in plan["models"]["salesmesh"].items() if k != "by_horizon"}
 
 
 def _gcs_prefix(output: str) -> tuple[str, str]:
@@ -246,9 +256,18 @@ def summary(manifest: dict[str, Any]) -> str:
         f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} "
         "ETS+Theta",
         "",
-        *card.summary_lines({"models": manifest["metrics"]}),
+        *card.summary_lines(_table(manifest)),
     ]
     return "\n".join(lines)
+
+
+def _table(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's figures in the shape :func:`card.summary_lines` reads."""
+    plan = manifest.get("metrics_known_plan")
+    return {
+        "models": manifest["metrics"],
+        "known_plan": None if plan is None else {"models": {"salesmesh": plan}},
+    }
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -6,6 +6,12 @@ data before the first origin and then forecasts from every origin with the histo
 origin (refitting at each origin would triple the cost of a training job for little change in
 the figures); the statistical models are refitted at every origin, which only favours them.
 Metrics pool all origins; each series is scaled by its own in-sample seasonal-naive error.
+
+The model is scored as it is served: with no plan, promotions off and the price held at its
+last regular value (:func:`salesmesh.forecast.model.reforecast` shares that code with
+``predict``). Those are the figures under ``models``, the ones the promotion gate reads. When
+the data has regressors, the figures the model reaches when told each window's real price and
+promotions (a known plan) are reported beside them under ``known_plan``.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from salesmesh.forecast.panel import Panel, season_length
 Matrix = NDArray[np.float64]
 MODEL = "salesmesh"
 BASELINES = ("seasonal_naive", "ets", "theta")
+PLAN = "known_plan"  # the model given each window's real regressors
 
 
 @dataclass
@@ -55,7 +62,10 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
     cuts = [length - k * horizon for k in range(origins, 0, -1)]
     model = fit_panel(panel.truncate(cuts[0]), horizon, params)
 
+    planned = bool(panel.regressors)
     pooled: dict[str, list[Matrix]] = {name: [] for name in (MODEL, *BASELINES)}
+    if planned:
+        pooled[PLAN] = []
     actuals: list[Matrix] = []
     scales: list[NDArray[np.float64]] = []
     started = np.ones(len(panel.series), dtype=bool)
@@ -68,11 +78,13 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         local = local_forecast(known.values, season, horizon, ets, theta)
         dates = panel.dates[cut : cut + horizon]
         forecasts = {
-            MODEL: reforecast(model, known, dates, regressors, local),
+            MODEL: reforecast(model, known, dates, None, local),
             "seasonal_naive": baselines.seasonal_naive(known.values, season, horizon),
             "ets": ets,
             "theta": theta,
         }
+        if planned:
+            forecasts[PLAN] = reforecast(model, known, dates, regressors, local)
         for name, forecast in forecasts.items():
             pooled[name].append(forecast[started])
         actuals.append(panel.values[started, cut : cut + horizon])
@@ -84,6 +96,7 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         name: metrics.summarize(actual, np.concatenate(parts), scale)
         for name, parts in pooled.items()
     }
+    plan = figures.pop(PLAN, None)
     summary: dict[str, Any] = {
         "protocol": {
             "origins": [panel.dates[cut].date().isoformat() for cut in cuts],
@@ -91,13 +104,23 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
             "season_length": season,
             "freq": panel.freq,
             "refit": "model fitted once before the first origin; baselines at every origin",
-            "regressors": "the model sees each window's actual regressors (a known plan)",
+            "regressors": "as served: no plan, promotions off and price held at its last "
+            "regular value; known_plan: each window's actual regressors",
             "series": len(panel.series),
         },
         "models": figures,
         "relative_mase": {
             f"vs_{name}": _ratio(figures[MODEL]["mase"], figures[name]["mase"])
             for name in BASELINES
+        },
+        "known_plan": None
+        if plan is None
+        else {
+            "regressors": list(panel.regressors),
+            "models": {MODEL: plan},
+            "relative_mase": {
+                f"vs_{name}": _ratio(plan["mase"], figures[name]["mase"]) for name in BASELINES
+            },
         },
         "blend_weight_gbm": params.gbm_weight,
     }
@@ -106,7 +129,9 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         metrics=summary,
         last_origin=pd.Timestamp(panel.dates[last]),
         actual=_expand(actuals[-1], started),
-        forecasts={name: _expand(parts[-1], started) for name, parts in pooled.items()},
+        forecasts={
+            name: _expand(parts[-1], started) for name, parts in pooled.items() if name != PLAN
+        },
         dates=panel.dates[last : last + horizon],
         series=panel.series,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from salesmesh.forecast.backtest import MODEL, Backtest
+from salesmesh.forecast.backtest import MODEL, PLAN, Backtest
 
 FORECAST_PLOT = "forecast_vs_actual.png"
 ERROR_PLOT = "error_by_horizon.png"
@@ -17,6 +17,7 @@ _LABELS = {
     "ets": "ETS",
     "theta": "Theta",
 }
+_PLAN_LABEL = "salesmesh, known plan"
 
 
 def write_plots(backtest: Backtest, directory: Path) -> list[str]:
@@ -64,14 +65,35 @@ def write_plots(backtest: Backtest, directory: Path) -> list[str]:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """The accuracy table, one line per model, for the card and the console."""
+    """The accuracy table, one line per model, for the card and the console.
+
+    The model's row is its forecast as served (no plan); with a known plan in ``metrics`` a
+    last row gives the model told each window's real price and promotions.
+    """
     lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
     # the model first, then the baselines in a fixed order (manifests store keys sorted)
     order = [name for name in _LABELS if name in metrics["models"]]
-    for name, figures in ((n, metrics["models"][n]) for n in order):
+    rows = [(_LABELS[name], metrics["models"][name]) for name in order]
+    plan = (metrics.get(PLAN) or {}).get("models", {}).get(MODEL)
+    if plan is not None:
+        rows.append((_PLAN_LABEL, plan))
+    for label, figures in rows:
         cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
-        lines.append(f"{_LABELS[name]:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
+        lines.append(f"{label:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
     return lines
+
+
+def _plan_text(metrics: dict[str, Any]) -> str:
+    plan = metrics.get(PLAN)
+    if not plan:
+        return "The data has no regressors: the forecast scored is the one served."
+    figures = plan["models"][MODEL]
+    return (
+        "The model is scored as served, with no plan: promotions off and each price held at "
+        "its last regular value. These figures decide promotion. Told each window's real "
+        f"{', '.join(plan['regressors'])} (a known plan), it scores MASE {fmt(figures['mase'])} "
+        f"(ratio to seasonal naive {plan['relative_mase'].get('vs_seasonal_naive')})."
+    )
 
 
 def fmt(value: object) -> str:
@@ -106,6 +128,7 @@ Horizon {model["horizon"]} periods, season length {model["season_length"]}.
 ## Backtest
 Rolling origin, {len(protocol["origins"])} origin(s) ({", ".join(protocol["origins"])}),
 {protocol["horizon"]} steps each; {protocol["refit"]}.
+{_plan_text(metrics)}
 
 {table}
 

@@ -208,19 +208,24 @@ def reforecast(
     model: Forecaster,
     known: Panel,
     dates: pd.DatetimeIndex,
-    regressors: dict[str, Matrix],
+    regressors: dict[str, Matrix] | None = None,
     local: Matrix | None = None,
 ) -> Matrix:
     """Forecast ``dates`` with ``model``'s booster and blend from the history in ``known``.
 
     The backtest uses this to forecast from later origins without refitting the booster; the
     local models are refitted on ``known`` (or given as ``local``) because they are cheap.
+    ``regressors`` is a plan for ``dates``; without one the regressors take the values
+    :meth:`Forecaster.predict` gives them without a plan, through the same code, so the
+    backtest scores the forecast that is served.
     """
     season = season_length(known.freq)
     horizon = len(dates)
     if local is None:
         local = local_forecast(known.values, season, horizon)
     state = _snapshot(known, horizon, season, model.blend_weight, local)
+    if regressors is None:
+        regressors = _future_regressors(state, dates, None)
     gbm = _direct(model._booster, state, dates, regressors)
     return _blend(model.blend_weight, gbm, local)
 
