@@ -147,7 +147,14 @@ def run(
         staging = Path(staging_name)
         forecaster.save(staging)
         (staging / MANIFEST).unlink()  # the run's manifest below covers every file
-        table.to_csv(staging / "series.csv", index=False)
+        # which series the model forecasts, readable without loading it; active ones first,
+        # because a deployment's health probe asks for the first series listed
+        silent = table["series_id"].map(forecaster.silence).fillna(0).astype(int)
+        active = ~table["series_id"].isin(list(forecaster.inactive))
+        listed = table.assign(active=active, silent_periods=silent)
+        listed.sort_values(["active", "series_id"], ascending=[False, True]).to_csv(
+            staging / "series.csv", index=False
+        )
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
         (staging / "validation.json").write_text(
             json.dumps(loaded.report.to_dict(), indent=2, default=str) + "\n"
@@ -161,7 +168,8 @@ def run(
             staging,
             {
                 "data": data_identity,
-                "model": {k: v for k, v in model_info.items() if k != "features"},
+                # the per-feature and per-series lists stay in the run's own files
+                "model": {k: v for k, v in model_info.items() if k not in ("features", "silence")},
                 "metrics": {
                     name: {k: v for k, v in figures.items() if k != "by_horizon"}
                     for name, figures in result.metrics["models"].items()

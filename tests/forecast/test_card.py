@@ -94,3 +94,19 @@ def test_card_without_regressors_says_the_scored_forecast_is_the_served_one():
     assert "no regressors: the forecast scored is the one served" in card.render(
         metrics, MODEL, DATA, []
     )
+
+
+def test_card_lists_series_that_end_early():
+    """Recently ended series are listed as forecast, long-silent ones as inactive."""
+    model = {**MODEL, "inactive_after": 91, "silence": {"S1/P9": 30, "S2/P1": 120}}
+    text = card.render(_metrics(0.8), model, DATA, [])
+    section = text.split("## Series that end early\n", 1)[1].split("\n## ", 1)[0]
+    assert section.startswith("2 series have no rows up to 2024-03-28.")
+    assert "forecast from its real history" in section
+    assert "periods silent in brackets: `S1/P9` (30)." in section
+    assert (
+        "it is inactive and not forecast (requests for it are refused with that reason): 1, "
+        "periods silent in brackets: `S2/P1` (120)." in section
+    )
+    quiet = card.render(_metrics(0.8), {**MODEL, "silence": {}}, DATA, [])
+    assert "Every series has rows up to 2024-03-28." in quiet

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, metrics
+from salesmesh.forecast.activity import prepare
 from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
 from salesmesh.forecast.panel import Panel, season_length
 
@@ -68,10 +69,13 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         pooled[PLAN] = []
     actuals: list[Matrix] = []
     scales: list[NDArray[np.float64]] = []
-    started = np.ones(len(panel.series), dtype=bool)
+    scored = np.ones(len(panel.series), dtype=bool)
     for cut in cuts:
-        known = panel.truncate(cut)
-        started = np.asarray(~np.isnan(known.values).all(axis=1), dtype=bool)
+        raw = panel.truncate(cut)
+        # every model starts from the history serving would start from; series not yet
+        # started or inactive at the origin are not forecast, so not scored
+        known, found = prepare(raw)
+        scored = np.asarray(found.observed & ~found.inactive, dtype=bool)
         regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
         ets = baselines.ets_forecast(known.values, season, horizon)
         theta = baselines.theta_forecast(known.values, season, horizon)
@@ -86,9 +90,10 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         if planned:
             forecasts[PLAN] = reforecast(model, known, dates, regressors, local)
         for name, forecast in forecasts.items():
-            pooled[name].append(forecast[started])
-        actuals.append(panel.values[started, cut : cut + horizon])
-        scales.append(metrics.seasonal_scale(known.values[started], season))
+            pooled[name].append(forecast[scored])
+        # a series that falls silent inside the window has no actuals there: NaN, not scored
+        actuals.append(panel.values[scored, cut : cut + horizon])
+        scales.append(metrics.seasonal_scale(raw.values[scored], season))
 
     actual = np.concatenate(actuals)
     scale = np.concatenate(scales)
@@ -128,19 +133,19 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
     return Backtest(
         metrics=summary,
         last_origin=pd.Timestamp(panel.dates[last]),
-        actual=_expand(actuals[-1], started),
+        actual=_expand(actuals[-1], scored),
         forecasts={
-            name: _expand(parts[-1], started) for name, parts in pooled.items() if name != PLAN
+            name: _expand(parts[-1], scored) for name, parts in pooled.items() if name != PLAN
         },
         dates=panel.dates[last : last + horizon],
         series=panel.series,
     )
 
 
-def _expand(rows: Matrix, started: NDArray[np.bool_]) -> Matrix:
-    """Re-expand the rows of started series to all series (the others as NaN)."""
-    out = np.full((len(started), rows.shape[1]), np.nan)
-    out[started] = rows
+def _expand(rows: Matrix, scored: NDArray[np.bool_]) -> Matrix:
+    """Re-expand the rows of scored series to all series (the others as NaN)."""
+    out = np.full((len(scored), rows.shape[1]), np.nan)
+    out[scored] = rows
     return out
 
 

@@ -96,6 +96,35 @@ def _plan_text(metrics: dict[str, Any]) -> str:
     )
 
 
+def _endings_text(model: dict[str, Any]) -> str:
+    """Which series stopped before the history's end, and which of them are still forecast."""
+    silence: dict[str, int] = model.get("silence") or {}
+    if not silence:
+        return f"Every series has rows up to {model['last_date']}."
+    limit = model["inactive_after"]
+    recent = {k: v for k, v in silence.items() if v <= limit}
+    inactive = {k: v for k, v in silence.items() if v > limit}
+    return (
+        f"{len(silence)} series have no rows up to {model['last_date']}. Periods without a row "
+        "between a series' first and last rows are zero sales; after its last row they are "
+        f"unknown. Silent for at most {limit} periods, a series ended recently and is forecast "
+        "from its real history (the silent periods bridged by the mean of the same phase in "
+        f"its last four seasons): {_listed(recent)}. Silent for longer, it is inactive and not "
+        f"forecast (requests for it are refused with that reason): {_listed(inactive)}."
+    )
+
+
+def _listed(silence: dict[str, int], shown: int = 20) -> str:
+    if not silence:
+        return "none"
+    longest = sorted(silence.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"`{sid}` ({periods})" for sid, periods in longest[:shown])
+    more = len(longest) - shown
+    return f"{len(longest)}, periods silent in brackets: {text}" + (
+        f" and {more} more" if more > 0 else ""
+    )
+
+
 def fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
@@ -134,6 +163,9 @@ Rolling origin, {len(protocol["origins"])} origin(s) ({", ".join(protocol["origi
 
 The model {verdict} seasonal naive (MASE ratio {relative.get("vs_seasonal_naive")}); ratio to
 ETS {relative.get("vs_ets")}.
+
+## Series that end early
+{_endings_text(model)}
 
 ## Intended use and limits
 Store x product demand planning at the data's frequency. Forecasts assume the last known price

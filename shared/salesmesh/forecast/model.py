@@ -9,10 +9,9 @@ weights fitted on a short holdout (the "forecast combination puzzle").
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,15 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from salesmesh.errors import ArtifactIntegrityError, ForecastError
+from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, features
+from salesmesh.forecast.activity import Activity, prepare
 from salesmesh.forecast.panel import Panel, future_dates, season_length, to_panel
+from salesmesh.forecast.state import CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, STATE_FILE, State
 
 Matrix = NDArray[np.float64]
-
-MODEL_FILE = "model.lgb.txt"
-STATE_FILE = "state.npz"
-CONFIG_FILE = "forecaster.json"
-FORMAT_VERSION = 2
+# the saved format lives in forecast.state; its names stay importable from here
+__all__ = ["CONFIG_FILE", "FORMAT_VERSION", "MODEL_FILE", "STATE_FILE", "Forecaster", "fit"]
 
 
 @dataclass(frozen=True)
@@ -50,29 +48,10 @@ class Params:
     threads: int = 1
 
 
-@dataclass
-class _State:
-    """Everything prediction needs besides the booster, saved without pickle."""
-
-    freq: str
-    horizon: int
-    season: int
-    series: NDArray[np.str_]
-    last_date: pd.Timestamp
-    values: Matrix  # the last ``lookback`` periods of every series
-    regressors: dict[str, Matrix]  # last ``lookback`` periods of each regressor
-    floor: NDArray[np.float64]
-    price_reference: NDArray[np.float64] | None
-    starts: NDArray[np.int64]  # relative to the first kept column (may be negative)
-    blend_weight: float
-    local: Matrix  # ETS+Theta forecast for ``horizon`` steps from the end of history
-    feature_names: list[str] = field(default_factory=list)
-
-
 class Forecaster:
     """A fitted demand forecaster; build one with :func:`fit` or :func:`load`."""
 
-    def __init__(self, booster: Any, state: _State) -> None:
+    def __init__(self, booster: Any, state: State) -> None:
         self._booster = booster
         self._state = state
 
@@ -96,20 +75,61 @@ class Forecaster:
         """Share of the gradient-boosted model in the forecast (ETS and Theta share the rest)."""
         return self._state.blend_weight
 
+    def dates(self, horizon: int | None = None) -> pd.DatetimeIndex:
+        """The dates :meth:`predict` forecasts for ``horizon`` (default: the model's)."""
+        state = self._state
+        horizon = state.horizon if horizon is None else horizon
+        return future_dates(pd.DatetimeIndex([state.last_date]), state.freq, horizon)
+
+    @property
+    def regressors(self) -> list[str]:
+        """Regressors known in advance that a plan (``predict(future=...)``) may give."""
+        return list(self._state.regressors)
+
+    @property
+    def inactive_after(self) -> int:
+        """Periods a series may be silent at the end of its history and still be forecast."""
+        return self._state.inactive_after
+
+    @property
+    def silence(self) -> dict[str, int]:
+        """Series whose history ended before the model's last date -> periods silent since."""
+        state = self._state
+        return {str(state.series[i]): int(state.silent[i]) for i in np.flatnonzero(state.silent)}
+
+    @property
+    def inactive(self) -> dict[str, pd.Timestamp]:
+        """Series not forecast (silent for more than :attr:`inactive_after` periods) -> the date
+        of their last row."""
+        state = self._state
+        rows = np.flatnonzero(state.inactive)
+        if not len(rows):
+            return {}
+        grid = pd.date_range(
+            end=state.last_date, periods=int(state.silent.max()) + 1, freq=state.freq
+        )
+        return {str(state.series[i]): grid[-1 - int(state.silent[i])] for i in rows}
+
     def predict(
-        self, horizon: int | None = None, future: pd.DataFrame | None = None
+        self,
+        horizon: int | None = None,
+        future: pd.DataFrame | None = None,
+        series: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """Forecast every series ``horizon`` periods past the end of its history.
+        """Forecast every active series (or those in ``series``) ``horizon`` periods past the
+        end of the history.
 
         ``future`` may give regressor values (``series_id, date, <regressor>``) for the forecast
-        dates; without it the last known price is held and promotions are assumed off.
-        Returns ``series_id, date, forecast``.
+        dates; without it the last regular price is held and promotions are assumed off.
+        Inactive series (see :attr:`inactive`) are not forecast. Returns
+        ``series_id, date, forecast``.
         """
         state = self._state
         horizon = state.horizon if horizon is None else horizon
         if horizon < 1:
             raise ForecastError(f"horizon must be at least 1, got {horizon}")
-        dates = future_dates(pd.DatetimeIndex([state.last_date]), state.freq, horizon)
+        state = _rows(state, self._pick(series))
+        dates = self.dates(horizon)
         model = _direct(self._booster, state, dates, _future_regressors(state, dates, future))
         blended = _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
         return pd.DataFrame(
@@ -120,37 +140,28 @@ class Forecaster:
             }
         )
 
+    def _pick(self, series: Sequence[str] | None) -> NDArray[np.int64]:
+        """Rows of the active series, or of ``series`` (ForecastError if one is not active)."""
+        state = self._state
+        if series is None:
+            return np.flatnonzero(~state.inactive)
+        # ids are kept as strings (that is how they are saved), so 7 and "7" name the same series
+        rows = pd.Index(state.series.astype(str)).get_indexer([str(s) for s in series])
+        unknown = [s for s, row in zip(series, rows, strict=True) if row < 0]
+        if unknown:
+            raise ForecastError(f"unknown series {unknown[:5]}")
+        silent = [s for s, row in zip(series, rows, strict=True) if state.inactive[row]]
+        if silent:
+            raise ForecastError(f"inactive series are not forecast: {silent[:5]}")
+        return np.asarray(rows, dtype=np.int64)
+
     def save(self, directory: str | Path) -> Path:
         """Write the model files (no pickle) and a manifest of their sha256 into ``directory``."""
         from salesmesh import artifact
+        from salesmesh.forecast import state
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._booster.save_model(str(directory / MODEL_FILE))
-        state = self._state
-        arrays: dict[str, NDArray[Any]] = {
-            "series": state.series,
-            "values": state.values,
-            "floor": state.floor,
-            "starts": state.starts,
-            "local": state.local,
-        }
-        if state.price_reference is not None:
-            arrays["price_reference"] = state.price_reference
-        arrays.update({f"regressor__{k}": v for k, v in state.regressors.items()})
-        with (directory / STATE_FILE).open("wb") as handle:
-            np.savez_compressed(handle, allow_pickle=False, **arrays)
-        config = {
-            "format_version": FORMAT_VERSION,
-            "freq": state.freq,
-            "horizon": state.horizon,
-            "season": state.season,
-            "last_date": state.last_date.isoformat(),
-            "blend_weight": state.blend_weight,
-            "regressors": list(state.regressors),
-            "feature_names": state.feature_names,
-        }
-        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+        state.save(self._booster, self._state, directory)
         artifact.write_manifest(directory)
         return directory
 
@@ -182,8 +193,9 @@ def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
         raise ForecastError(f"gbm_weight must lie in [0, 1], got {params.gbm_weight}")
     season = season_length(panel.freq)
     booster = _train(panel, horizon, season, params)
-    local = local_forecast(panel.values, season, horizon)
-    return Forecaster(booster, _snapshot(panel, horizon, season, params.gbm_weight, local))
+    ready, found = prepare(panel)
+    local = local_forecast(ready.values, season, horizon)
+    return Forecaster(booster, _snapshot(ready, horizon, season, params.gbm_weight, local, found))
 
 
 def local_forecast(
@@ -221,9 +233,10 @@ def reforecast(
     """
     season = season_length(known.freq)
     horizon = len(dates)
+    known, found = prepare(known)  # the backtest passes a prepared panel: then a no-op
     if local is None:
         local = local_forecast(known.values, season, horizon)
-    state = _snapshot(known, horizon, season, model.blend_weight, local)
+    state = _snapshot(known, horizon, season, model.blend_weight, local, found)
     if regressors is None:
         regressors = _future_regressors(state, dates, None)
     gbm = _direct(model._booster, state, dates, regressors)
@@ -309,13 +322,15 @@ def _train(panel: Panel, horizon: int, season: int, params: Params) -> Any:
     return lgb.train(config, dataset, num_boost_round=params.rounds)
 
 
-def _snapshot(panel: Panel, horizon: int, season: int, weight: float, local: Matrix) -> _State:
+def _snapshot(
+    panel: Panel, horizon: int, season: int, weight: float, local: Matrix, found: Activity
+) -> State:
     spec = features.spec_for(panel.freq)
     # the seasonal features read up to four cycles back from the origin
     keep = min(panel.values.shape[1], max(spec.lookback, 4 * season) + 1)
     first_kept = panel.values.shape[1] - keep
     context = _context(panel)
-    return _State(
+    return State(
         freq=panel.freq,
         horizon=horizon,
         season=season,
@@ -329,11 +344,30 @@ def _snapshot(panel: Panel, horizon: int, season: int, weight: float, local: Mat
         blend_weight=weight,
         local=local,
         feature_names=features.names(spec, list(panel.regressors)),
+        silent=found.silent,
+        inactive_after=found.threshold,
+    )
+
+
+def _rows(state: State, rows: NDArray[np.int64]) -> State:
+    """``state`` narrowed to the series at ``rows``."""
+    if len(rows) == len(state.series) and (rows == np.arange(len(rows))).all():
+        return state
+    return replace(
+        state,
+        series=state.series[rows],
+        values=state.values[rows],
+        regressors={name: matrix[rows] for name, matrix in state.regressors.items()},
+        floor=state.floor[rows],
+        price_reference=None if state.price_reference is None else state.price_reference[rows],
+        starts=state.starts[rows],
+        local=state.local[rows],
+        silent=state.silent[rows],
     )
 
 
 def _direct(
-    booster: Any, state: _State, dates: pd.DatetimeIndex, future: dict[str, Matrix]
+    booster: Any, state: State, dates: pd.DatetimeIndex, future: dict[str, Matrix]
 ) -> Matrix:
     """Forecast every step from the end of the saved history, each step on its own."""
     spec = features.spec_for(state.freq)
@@ -348,17 +382,20 @@ def _direct(
     history = features.History(values)
     cal = features.calendar(dates, spec.calendar)
     origin = np.array([kept], dtype=np.int64)
-    forecast = np.empty((n_series, horizon))
+    blocks, levels = [], []
     for step in range(1, horizon + 1):
         X, level = features.build(
             history, origin, step, spec, state.season, cal[step - 1 : step], regressors, context
         )
-        forecast[:, step - 1] = np.clip(booster.predict(X) * level[:, 0], 0.0, None)
-    return forecast
+        blocks.append(X)
+        levels.append(level[:, 0])
+    # one call for every step: LightGBM's per-call overhead dominates a one-series request
+    predicted = booster.predict(np.concatenate(blocks)).reshape(horizon, n_series)
+    return np.asarray(np.clip(predicted * np.stack(levels), 0.0, None).T, dtype=np.float64)
 
 
 def _future_regressors(
-    state: _State, dates: pd.DatetimeIndex, future: pd.DataFrame | None
+    state: State, dates: pd.DatetimeIndex, future: pd.DataFrame | None
 ) -> dict[str, Matrix]:
     """Regressor values over the forecast dates: given ones first, else held or switched off."""
     out: dict[str, Matrix] = {}
@@ -379,7 +416,8 @@ def _future_regressors(
     unknown = set(future.columns) - {"series_id", "date", *state.regressors}
     if unknown:
         raise ForecastError(f"future has columns the model was not trained with: {sorted(unknown)}")
-    # ids are kept as strings (that is how they are saved), so 7 and "7" name the same series
+    # ids are kept as strings (that is how they are saved), so 7 and "7" name the same series;
+    # rows for series not being forecast are left out
     rows = pd.Index(state.series.astype(str)).get_indexer(future["series_id"].astype(str))
     cols = dates.get_indexer(pd.DatetimeIndex(pd.to_datetime(future["date"])))
     ok = (rows >= 0) & (cols >= 0)
@@ -408,41 +446,21 @@ def _extend(forecast: Matrix, horizon: int, season: int) -> Matrix:
 
 def load(directory: str | Path) -> Forecaster:
     """Load a saved forecaster after checking every file against its manifest."""
-    import lightgbm as lgb
-
     from salesmesh import artifact
+    from salesmesh.forecast import state
 
     directory = Path(directory)
     artifact.verify(directory, required=(MODEL_FILE, STATE_FILE, CONFIG_FILE))
-    config = json.loads((directory / CONFIG_FILE).read_text())
-    if config.get("format_version") != FORMAT_VERSION:
-        raise ArtifactIntegrityError(
-            f"{directory} holds forecaster format {config.get('format_version')}, this salesmesh "
-            f"reads format {FORMAT_VERSION}"
-        )
-    with np.load(directory / STATE_FILE, allow_pickle=False) as arrays:
-        data = {key: arrays[key] for key in arrays.files}
-    state = _State(
-        freq=config["freq"],
-        horizon=int(config["horizon"]),
-        season=int(config["season"]),
-        series=data["series"],
-        last_date=pd.Timestamp(config["last_date"]),
-        values=data["values"],
-        regressors={name: data[f"regressor__{name}"] for name in config["regressors"]},
-        floor=data["floor"],
-        price_reference=data.get("price_reference"),
-        starts=data["starts"],
-        blend_weight=float(config["blend_weight"]),
-        local=data["local"],
-        feature_names=list(config["feature_names"]),
-    )
-    booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
-    return Forecaster(booster, state)
+    booster, saved = state.read(directory)
+    return Forecaster(booster, saved)
 
 
 def describe(forecaster: Forecaster, params: Params) -> dict[str, Any]:
-    """A JSON-friendly summary of the fitted model and the ``params`` it was fitted with."""
+    """A JSON-friendly summary of the fitted model and the ``params`` it was fitted with.
+
+    ``features`` and ``silence`` (series id -> periods silent at the end) grow with the model;
+    the other entries are small.
+    """
     state = forecaster._state
     return {
         "freq": state.freq,
@@ -452,6 +470,10 @@ def describe(forecaster: Forecaster, params: Params) -> dict[str, Any]:
         "last_date": state.last_date.date().isoformat(),
         "blend_weight_gbm": state.blend_weight,
         "regressors": list(state.regressors),
+        "inactive_after": state.inactive_after,
+        "series_ended_early": int((state.silent > 0).sum()),
+        "series_inactive": int(state.inactive.sum()),
         "features": state.feature_names,
+        "silence": forecaster.silence,
         "params": asdict(params),
     }

@@ -1,8 +1,9 @@
 """Long sales tables <-> the dense (series x time) matrices the forecaster works on.
 
 A regular date grid is shared by all series. Before its first observation a series is NaN (it did
-not exist yet); a missing period after that counts as zero sales, because retail exports leave
-out days without sales, and regressors carry their last value forward.
+not exist yet); a missing period between its first and last rows counts as zero sales, because
+retail exports leave out days without sales; after its last row it is NaN again (unknown: see
+:mod:`salesmesh.forecast.activity`). Regressors carry their last value forward.
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ def to_panel(
     values[series_codes, date_codes] = frame["sales"].to_numpy(dtype=float)
     observed = ~np.isnan(values)
     started = np.maximum.accumulate(observed, axis=1)
-    values[started & ~observed] = 0.0  # a gap after a series began is a period without sales
+    going = np.maximum.accumulate(observed[:, ::-1], axis=1)[:, ::-1]
+    # a gap between a series' first and last row is a period without sales; after its last
+    # row it is unknown (see forecast.activity)
+    values[started & going & ~observed] = 0.0
 
     matrices: dict[str, Matrix] = {}
     for name in regressor_names:
