@@ -193,3 +193,15 @@ def test_health_and_series_table_name_the_inactive_series(client, folder):
         "120",
     ]
     assert table[table["series_id"] == "S09/P020"]["silent_periods"].tolist() == ["30"]
+
+
+def test_plans_in_one_request_are_each_answered_with_their_own(client):
+    """One series under two plans, and another horizon, in one request: each as if alone."""
+    promo = {**GOOD, "future": {"promo": [1] * 7, "price": [1.6] * 7}}
+    plain = {**GOOD, "future": {"promo": [0] * 7}}
+    short = {**RECENT, "horizon": 3, "future": {"price": [2.5, 2.5, 2.5]}}
+    status, together = _post(client, promo, plain, short)
+    assert status == 200, together
+    alone = [_post(client, instance)[1]["predictions"][0] for instance in (promo, plain, short)]
+    assert together["predictions"] == alone
+    assert len(alone[2]["forecast"]) == 3

@@ -9,7 +9,7 @@ weights fitted on a short holdout (the "forecast combination puzzle").
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,29 @@ class Forecaster:
                 "forecast": blended.reshape(-1),
             }
         )
+
+    def predict_plans(
+        self, series: Sequence[str], plans: Sequence[Mapping[str, Sequence[float]]], horizon: int
+    ) -> Matrix:
+        """Forecasts shaped ``(len(series), horizon)``: row ``i`` is ``series[i]`` under the plan
+        ``plans[i]`` (regressor name -> one value per forecast date; a regressor left out takes
+        its plan-less value). A series may appear more than once, under different plans: all
+        are forecast in one pass, for about the cost of one.
+        """
+        if horizon < 1:
+            raise ForecastError(f"horizon must be at least 1, got {horizon}")
+        state = _rows(self._state, self._pick(series))
+        dates = self.dates(horizon)
+        regressors = _future_regressors(state, dates, None)
+        for row, plan in enumerate(plans):
+            for name, values in plan.items():
+                if name not in regressors:
+                    raise ForecastError(f"the model has no regressor {name!r}")
+                if len(values) != horizon:
+                    raise ForecastError(f"{name} has {len(values)} values for {horizon} dates")
+                regressors[name][row] = np.asarray(values, dtype=np.float64)
+        model = _direct(self._booster, state, dates, regressors)
+        return _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
 
     def _pick(self, series: Sequence[str] | None) -> NDArray[np.int64]:
         """Rows of the active series, or of ``series`` (ForecastError if one is not active)."""

