@@ -13,7 +13,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 
 from salesmesh.errors import ConfigError, MeshError
-from salesmesh.settings import ENV_VARS, Settings
+from salesmesh.settings import ENV_VARS, Settings, declared_regressors
 
 FULL_ENV = {
     "GOOGLE_CLOUD_PROJECT": "acme-forecasts",
@@ -501,3 +501,12 @@ def test_regressors_are_a_comma_separated_list():
     assert Settings.from_env({}).regressors == ()
     with pytest.raises(ConfigError, match="SALESMESH_REGRESSORS='date,holiday' is invalid"):
         Settings.from_env({"SALESMESH_REGRESSORS": "date,holiday"})
+
+
+def test_declared_regressors_are_read_without_the_rest_of_the_settings():
+    """The trainer's one setting is read alone: a gcp backend with no project does not matter."""
+    env = {"SALESMESH_BACKEND": "gcp", "SALESMESH_REGRESSORS": "holiday"}
+    assert declared_regressors(env) == ("holiday",)
+    assert declared_regressors({}) == ()
+    with pytest.raises(ConfigError, match="SALESMESH_REGRESSORS='sales' is invalid"):
+        declared_regressors({"SALESMESH_REGRESSORS": "sales"})

@@ -71,3 +71,19 @@ def test_metrics_keep_served_figures_where_the_gate_reads_them(runs):
     plan = metrics["known_plan"]["models"]["salesmesh"]["mase"]
     assert manifest["metrics_known_plan"]["mase"] == plan
     assert "salesmesh, known plan" in (runs["plain"] / "model_card.md").read_text()
+
+
+def test_the_command_reads_declared_regressors_from_flag_and_setting(tmp_path):
+    """SALESMESH_REGRESSORS and --regressor both declare columns (the setting's first)."""
+    sales = generate(stores=1, products=2, days=120, seed=5)
+    data = tmp_path / "sales.csv"
+    sales.assign(revenue=sales["sales"] * 2.0, holiday=0).to_csv(data, index=False)
+    argv = ["--data", str(data), "--output", str(tmp_path / "run"), "--horizon", "7"]
+    argv += ["--origins", "1", "--regressor", "holiday"]
+    assert train.main(argv, env={"SALESMESH_REGRESSORS": "revenue"}) == 0
+    assert _read(tmp_path / "run", "forecaster.json")["regressors"] == [
+        "price",
+        "promo",
+        "revenue",
+        "holiday",
+    ]

@@ -25,7 +25,7 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from salesmesh.data import Contract, validate_file
-    from salesmesh.settings import Settings
+    from salesmesh.settings import declared_regressors
 
     try:
         contract = Contract(
@@ -33,7 +33,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             horizon=args.horizon,
             date_format=args.date_format,
             # what the trainer declares: the report says what training does with each column
-            regressors=(*Settings.from_env().regressors, *(args.regressor or [])),
+            regressors=(*declared_regressors(), *(args.regressor or [])),
         )
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc

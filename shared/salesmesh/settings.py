@@ -149,9 +149,7 @@ class Settings:
         if "faults" in given:
             given["faults"] = tuple(f.strip() for f in given["faults"].split(",") if f.strip())
         if "regressors" in given:
-            given["regressors"] = tuple(
-                name.strip() for name in given["regressors"].split(",") if name.strip()
-            )
+            given["regressors"] = declared_regressors(env)
         return cls(**given)
 
     def __post_init__(self) -> None:
@@ -210,13 +208,7 @@ class Settings:
             _invalid("deploy_url", self.deploy_url, "an https:// URL (deploy_model's function URL)")
         if self.tasks_service_account is not None and not _EMAIL.match(self.tasks_service_account):
             _invalid("tasks_service_account", self.tasks_service_account, "a service account email")
-        if any(
-            name.strip().lower() in _NOT_REGRESSORS or not name.strip() for name in self.regressors
-        ):
-            allowed = (
-                "comma-separated names of extra columns (not date, store_id, product_id, sales)"
-            )
-            _invalid("regressors", ",".join(self.regressors), allowed)
+        _check_regressors(self.regressors)
 
     @property
     def endpoint_id(self) -> str:
@@ -256,6 +248,24 @@ class Settings:
         if role not in names:
             raise ConfigError(f"unknown bucket role {role!r}; expected one of {sorted(names)}")
         return names[role]
+
+
+def declared_regressors(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The extra columns SALESMESH_REGRESSORS declares known in advance, checked.
+
+    The trainer and ``salesmesh validate`` read this one setting alone: checking a sales file
+    must not depend on, say, a Google Cloud project being configured.
+    """
+    text = env.get(ENV_VARS["regressors"], "")
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    _check_regressors(names)
+    return names
+
+
+def _check_regressors(names: tuple[str, ...]) -> None:
+    if any(name.strip().lower() in _NOT_REGRESSORS or not name.strip() for name in names):
+        allowed = "comma-separated names of extra columns (not date, store_id, product_id, sales)"
+        _invalid("regressors", ",".join(names), allowed)
 
 
 def endpoint_resource_name(endpoint: str, project: str, location: str) -> str:

@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     if args.horizon < 1 or args.origins < 1:
         parser.error("--horizon and --origins must be positive")
     from salesmesh.data import Contract, parse_mapping
-    from salesmesh.settings import Settings
+    from salesmesh.settings import declared_regressors
 
     try:
         mapping = parse_mapping(args.map or [])
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        regressors = (*Settings.from_env(env).regressors, *(args.regressor or []))
+        regressors = (*declared_regressors(env), *(args.regressor or []))
         manifest = run(args.data, output, args.horizon, args.origins, mapping, None, regressors)
     except MeshError as exc:
         return exit_status("salesmesh.train", exc)
