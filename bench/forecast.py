@@ -250,8 +250,9 @@ def salesmesh_forecasts(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, list[float]]:
     """Fit one salesmesh model per group of series that end on the same date.
 
-    salesmesh forecasts from the last date of the whole panel (earlier-ending series would be
-    padded with zero sales), so series with different end dates must not share a model.
+    salesmesh forecasts from the last date of the whole panel (an earlier-ending series would
+    be forecast from there, its silence bridged, not from its own end), so series with
+    different end dates must not share a model.
     Returns the forecasts, the forecasts given the test part's regressors (``known_future``)
     and the blend weight of every group's model.
     """

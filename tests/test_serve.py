@@ -210,6 +210,7 @@ def test_unknown_series_has_its_reason(client: Client):
         ({**GOOD, "horizon": True}, "horizon must be a whole number from 1 to 28, got true"),
         ({**GOOD, "horizon": "7"}, "horizon must be a whole number from 1 to 28, got '7'"),
         ({**GOOD, "price": 2.5}, "unexpected field(s) ['price']"),
+        ({**GOOD, "price": 2.5}, "(a plan goes in future)"),
         (["S01", "P001"], "an instance must be an object with store_id, product_id, horizon"),
         ("S01/P001", "an instance must be an object"),
     ],
@@ -319,13 +320,14 @@ def test_wrong_method_is_405(client: Client, method: str, path: str, allow: str)
 
 
 def test_health_reports_what_is_served(client: Client, model_artifact: Path):
-    """The health route answers 200 with the series count, horizon and artifact identity."""
+    """The health route answers 200 with the series counts, horizon and artifact identity."""
     response = client.get("/health")
     assert response.status_code == 200
     assert response.content_type == "application/json"
     assert response.get_json() == {
         "status": "ok",
         "series": 6,
+        "inactive_series": 0,
         "horizon": 28,
         "run_id": "run",
         "artifact": str(model_artifact),

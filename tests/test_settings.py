@@ -13,7 +13,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.exceptions import DefaultCredentialsError
 
 from salesmesh.errors import ConfigError, MeshError
-from salesmesh.settings import ENV_VARS, Settings
+from salesmesh.settings import ENV_VARS, Settings, declared_regressors
 
 FULL_ENV = {
     "GOOGLE_CLOUD_PROJECT": "acme-forecasts",
@@ -504,3 +504,21 @@ def test_the_replace_prefix_lies_inside_the_upload_prefix():
         Settings.from_env({"SALESMESH_REPLACE_PREFIX": "/full"})
     with pytest.raises(ConfigError, match="SALESMESH_HISTORY_QUIET"):
         Settings.from_env({"SALESMESH_HISTORY_QUIET": "-1"})
+
+
+def test_regressors_are_a_comma_separated_list():
+    """SALESMESH_REGRESSORS gives a tuple of names; a key column among them is refused."""
+    settings = Settings.from_env({"SALESMESH_REGRESSORS": " holiday, planned_discount ,"})
+    assert settings.regressors == ("holiday", "planned_discount")
+    assert Settings.from_env({}).regressors == ()
+    with pytest.raises(ConfigError, match="SALESMESH_REGRESSORS='date,holiday' is invalid"):
+        Settings.from_env({"SALESMESH_REGRESSORS": "date,holiday"})
+
+
+def test_declared_regressors_are_read_without_the_rest_of_the_settings():
+    """The trainer's one setting is read alone: a gcp backend with no project does not matter."""
+    env = {"SALESMESH_BACKEND": "gcp", "SALESMESH_REGRESSORS": "holiday"}
+    assert declared_regressors(env) == ("holiday",)
+    assert declared_regressors({}) == ()
+    with pytest.raises(ConfigError, match="SALESMESH_REGRESSORS='sales' is invalid"):
+        declared_regressors({"SALESMESH_REGRESSORS": "sales"})

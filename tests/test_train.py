@@ -144,10 +144,18 @@ def test_plots_are_png_images(trained, name):
 
 
 def test_series_table_maps_ids_to_store_and_product(trained):
-    """series.csv lists each store/product series once with its parts."""
+    """series.csv lists each store/product series once with its parts and whether it is
+    forecast (every series of the sample sells to its last day)."""
     table = pd.read_csv(trained["output"] / "series.csv", dtype=str)
-    assert list(table.columns) == ["series_id", "store_id", "product_id"]
+    assert list(table.columns) == [
+        "series_id",
+        "store_id",
+        "product_id",
+        "active",
+        "silent_periods",
+    ]
     assert len(table) == 12
+    assert (table["active"] == "True").all() and (table["silent_periods"] == "0").all()
     assert (table["series_id"] == table["store_id"] + "/" + table["product_id"]).all()
 
 

@@ -25,10 +25,18 @@ def _mapping(pairs: list[str] | None) -> dict[str, str]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from salesmesh.data import Contract, validate_file
+    from salesmesh.settings import declared_regressors
 
-    contract = Contract(
-        mapping=_mapping(args.map), horizon=args.horizon, date_format=args.date_format
-    )
+    try:
+        contract = Contract(
+            mapping=_mapping(args.map),
+            horizon=args.horizon,
+            date_format=args.date_format,
+            # what the trainer declares: the report says what training does with each column
+            regressors=(*declared_regressors(), *(args.regressor or [])),
+        )
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
     report = validate_file(args.path, contract)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
@@ -247,10 +255,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from salesmesh.errors import PredictionError
     from salesmesh.rollout import versions
 
-    settings = _serving_settings(args)
     instance: dict[str, Any] = {"store_id": args.store, "product_id": args.product}
     if args.horizon is not None:
         instance["horizon"] = args.horizon
+    if args.future_json is not None:
+        instance["future"] = _plan(args.future_json)  # before any mesh: a bad file costs nothing
+    settings = _serving_settings(args)
     try:
         response = runtime.endpoint(settings).predict([instance])
     except PredictionError as exc:
@@ -260,6 +270,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         return status
     print(json.dumps(response, indent=2) if args.json else versions.render_forecast(response))
     return 0
+
+
+def _plan(path: str) -> dict[str, Any]:
+    """The plan in ``path`` ('-' for stdin): a JSON object; the server checks the rest."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        plan = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"--future-json {path}: {exc}") from exc
+    if not isinstance(plan, dict):
+        raise argparse.ArgumentTypeError(
+            f'--future-json {path}: expected an object such as {{"price": [...], "promo": [...]}}'
+            f", got {type(plan).__name__}"
+        )
+    return plan
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
@@ -412,6 +437,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FORMAT",
         help="strptime format of the date column (e.g. %%d/%%m/%%Y) when detection guesses wrong",
     )
+    validate.add_argument(
+        "--regressor",
+        action="append",
+        metavar="NAME",
+        help="declare a column known in advance (planned, like price and promo); repeatable, "
+        "adds to $SALESMESH_REGRESSORS",
+    )
     validate.set_defaults(handler=_cmd_validate)
 
     sample = commands.add_parser(
@@ -502,12 +534,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="forecast one store/product through the endpoint",
         description="Send one prediction request through the endpoint's traffic split: the "
         "local mesh's router by default, a Vertex AI endpoint with --project. Exit 1 with the "
-        "server's reason when the request is refused (unknown series, bad horizon).",
+        "server's reason when the request is refused (unknown series, bad horizon or plan).",
     )
     predict.add_argument("--store", required=True, help="store_id as in the sales data")
     predict.add_argument("--product", required=True, help="product_id as in the sales data")
     predict.add_argument(
         "--horizon", type=_positive, help="periods to forecast (default: the model's horizon)"
+    )
+    predict.add_argument(
+        "--future-json",
+        metavar="FILE",
+        help='a plan for the requested dates, a JSON object such as {"price": [...], "promo": '
+        "[...]} with one value per date ('-' reads stdin); without one, promotions are off and "
+        "the price is held",
     )
     predict.add_argument("--project", help="Google Cloud project: use the Vertex AI endpoint")
     predict.add_argument("--json", action="store_true", help="print the response body as JSON")

@@ -31,7 +31,7 @@ from salesmesh.ports import (
 if TYPE_CHECKING:
     from salesmesh.rollout.ledger import LedgerStore
     from salesmesh.rollout.steps import Rollouts
-from salesmesh.settings import Settings
+from salesmesh.settings import ENV_VARS, Settings
 
 LOG_FILE = "mesh.jsonl"
 
@@ -57,6 +57,10 @@ def launcher(settings: Settings) -> TrainingLauncher:
         service_account=settings.service_account,
         # two deliveries of one upload at the same instant must not submit two jobs
         claims=GcsClaims(storage_client(), settings.state_bucket),
+        # the job's container does not inherit the function's environment
+        env={ENV_VARS["regressors"]: ",".join(settings.regressors)}
+        if settings.regressors
+        else None,
     )
 
 

@@ -53,6 +53,7 @@ ENV_VARS: dict[str, str] = {
     "faults": "SALESMESH_FAULTS",
     "alerts_topic": "SALESMESH_ALERTS_TOPIC",
     "alert_scale": "SALESMESH_ALERT_SCALE",
+    "regressors": "SALESMESH_REGRESSORS",
 }
 # The canary serves its share this long before taking all traffic, unless set: short on the
 # local mesh (a demo should not wait); on Vertex AI long enough for monitoring to see it, yet
@@ -78,6 +79,7 @@ _ENDPOINT_RULE = (
     f"an endpoint id ({_NAME_RULE}; or Vertex AI's numeric id) or its resource name "
     "projects/PROJECT/locations/REGION/endpoints/ID"
 )
+_NOT_REGRESSORS = ("date", "store_id", "product_id", "sales")
 _FAULT = re.compile(r"^crash-at:(deploying|operation|canary|promoting)$")  # rollout.faults
 # A Pub/Sub topic id: 3-255 letters, digits and "-_.~+%", starting with a letter, not "goog".
 # The subscription and dead-letter topic ids derived from it (:meth:`Settings.subscription`)
@@ -133,6 +135,9 @@ class Settings:
     # the local monitor runs the alert policies' windows and durations times this (0.05: a
     # 60 s window becomes 3 s); thresholds never change
     alert_scale: float = 1.0
+    # extra columns known in advance (planned ahead, like price and promo): the trainer lets the
+    # model read them on the forecast dates; every other extra column is ignored
+    regressors: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -151,6 +156,8 @@ class Settings:
             given["project"] = _default_project()
         if "faults" in given:
             given["faults"] = tuple(f.strip() for f in given["faults"].split(",") if f.strip())
+        if "regressors" in given:
+            given["regressors"] = declared_regressors(env)
         return cls(**given)
 
     def __post_init__(self) -> None:
@@ -209,6 +216,7 @@ class Settings:
             _invalid("deploy_url", self.deploy_url, "an https:// URL (deploy_model's function URL)")
         if self.tasks_service_account is not None and not _EMAIL.match(self.tasks_service_account):
             _invalid("tasks_service_account", self.tasks_service_account, "a service account email")
+        _check_regressors(self.regressors)
 
     @property
     def endpoint_id(self) -> str:
@@ -253,6 +261,24 @@ class Settings:
         if role not in names:
             raise ConfigError(f"unknown bucket role {role!r}; expected one of {sorted(names)}")
         return names[role]
+
+
+def declared_regressors(env: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The extra columns SALESMESH_REGRESSORS declares known in advance, checked.
+
+    The trainer and ``salesmesh validate`` read this one setting alone: checking a sales file
+    must not depend on, say, a Google Cloud project being configured.
+    """
+    text = env.get(ENV_VARS["regressors"], "")
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    _check_regressors(names)
+    return names
+
+
+def _check_regressors(names: tuple[str, ...]) -> None:
+    if any(name.strip().lower() in _NOT_REGRESSORS or not name.strip() for name in names):
+        allowed = "comma-separated names of extra columns (not date, store_id, product_id, sales)"
+        _invalid("regressors", ",".join(names), allowed)
 
 
 def endpoint_resource_name(endpoint: str, project: str, location: str) -> str:

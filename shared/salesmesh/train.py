@@ -102,9 +102,11 @@ def run(
     origins: int = 3,
     mapping: Mapping[str, str] | None = None,
     progress: Any = None,
+    regressors: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Train on ``data`` and publish the run to ``output`` (local folder or ``gs://`` prefix).
 
+    ``regressors`` declares extra columns known in advance, beside price and promo.
     Returns the manifest. Raises :class:`InvalidDatasetError` when the data breaks the contract.
     """
     from salesmesh.data import Contract
@@ -115,7 +117,7 @@ def run(
     say = progress or _Progress(data)
     refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
-    contract = Contract(mapping=dict(mapping or {}), horizon=horizon)
+    contract = Contract(mapping=dict(mapping or {}), horizon=horizon, regressors=tuple(regressors))
     loaded, data_identity = _load(data, contract, say)
     if not loaded.report.ok or loaded.frame is None:
         raise InvalidDatasetError(f"{data} was rejected:\n{loaded.report.to_text()}")
@@ -126,16 +128,18 @@ def run(
     )
 
     history, table = series_frame(loaded.frame)
-    panel = to_panel(history, stats.get("freq"))
+    panel = to_panel(history, stats.get("freq"), stats.get("regressors", []))
     params = Params()
     say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
     result = backtest.run(panel, horizon, origins, params)
+    plan = _headline(result.metrics.get("known_plan"))
     say(
-        "backtest MASE "
+        "backtest MASE as served "
         + ", ".join(
             f"{name} {card.fmt(figures['mase'])}"
             for name, figures in result.metrics["models"].items()
         )
+        + ("" if plan is None else f"; salesmesh with a known plan {card.fmt(plan['mase'])}")
     )
     say("fitting the final model on all history")
     forecaster = fit_panel(panel, horizon, params)
@@ -144,7 +148,14 @@ def run(
         staging = Path(staging_name)
         forecaster.save(staging)
         (staging / MANIFEST).unlink()  # the run's manifest below covers every file
-        table.to_csv(staging / "series.csv", index=False)
+        # which series the model forecasts, readable without loading it; active ones first,
+        # because a deployment's health probe asks for the first series listed
+        silent = table["series_id"].map(forecaster.silence).fillna(0).astype(int)
+        active = ~table["series_id"].isin(list(forecaster.inactive))
+        listed = table.assign(active=active, silent_periods=silent)
+        listed.sort_values(["active", "series_id"], ascending=[False, True]).to_csv(
+            staging / "series.csv", index=False
+        )
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
         (staging / "validation.json").write_text(
             json.dumps(loaded.report.to_dict(), indent=2, default=str) + "\n"
@@ -158,11 +169,13 @@ def run(
             staging,
             {
                 "data": data_identity,
-                "model": {k: v for k, v in model_info.items() if k != "features"},
+                # the per-feature and per-series lists stay in the run's own files
+                "model": {k: v for k, v in model_info.items() if k not in ("features", "silence")},
                 "metrics": {
                     name: {k: v for k, v in figures.items() if k != "by_horizon"}
                     for name, figures in result.metrics["models"].items()
                 },
+                "metrics_known_plan": _headline(result.metrics.get("known_plan")),
             },
         )
         say(f"publishing {len(manifest['files']) + 1} files to {output}")
@@ -200,6 +213,13 @@ def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any]]:
         "rows": rows,
     }
     return loaded, identity
+
+
+def _headline(plan: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The model's known-plan figures without the per-step breakdown (None without a plan)."""
+    if not plan:
+        return None
+    return {k: v for k, v in plan["models"]["salesmesh"].items() if k != "by_horizon"}
 
 
 def _gcs_prefix(output: str) -> tuple[str, str]:
@@ -280,9 +300,18 @@ def summary(manifest: dict[str, Any]) -> str:
         f"blend: {model['blend_weight_gbm']:.2f} GBM / {1 - model['blend_weight_gbm']:.2f} "
         "ETS+Theta",
         "",
-        *card.summary_lines({"models": manifest["metrics"]}),
+        *card.summary_lines(_table(manifest)),
     ]
     return "\n".join(lines)
+
+
+def _table(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's figures in the shape :func:`card.summary_lines` reads."""
+    plan = manifest.get("metrics_known_plan")
+    return {
+        "models": manifest["metrics"],
+        "known_plan": None if plan is None else {"models": {"salesmesh": plan}},
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -308,6 +337,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SOURCE=TARGET",
         help="map a column name to a canonical one; repeatable",
     )
+    parser.add_argument(
+        "--regressor",
+        action="append",
+        metavar="NAME",
+        help="declare a column known in advance (planned, like price and promo), so the model "
+        "reads it on the forecast dates; repeatable, adds to $SALESMESH_REGRESSORS",
+    )
     return parser
 
 
@@ -319,14 +355,17 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
         parser.error("--output is required when AIP_MODEL_DIR is not set")
     if args.horizon < 1 or args.origins < 1:
         parser.error("--horizon and --origins must be positive")
-    from salesmesh.data import parse_mapping
+    from salesmesh.data import Contract, parse_mapping
+    from salesmesh.settings import declared_regressors
 
     try:
         mapping = parse_mapping(args.map or [])
+        Contract(regressors=tuple(args.regressor or []))
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        manifest = run(args.data, output, args.horizon, args.origins, mapping)
+        regressors = (*declared_regressors(env), *(args.regressor or []))
+        manifest = run(args.data, output, args.horizon, args.origins, mapping, None, regressors)
     except MeshError as exc:
         return exit_status("salesmesh.train", exc)
     print(summary(manifest))

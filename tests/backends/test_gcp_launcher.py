@@ -422,3 +422,27 @@ def test_runtime_gives_the_gcp_launcher_claims_in_the_state_bucket(bucket):
     assert isinstance(launcher, VertexTrainingLauncher)
     assert isinstance(launcher.claims, GcsClaims)
     assert launcher.claims.where("r-1") == f"gs://{bucket.name}/salesmesh/claims/r-1"
+
+
+def test_declared_regressors_reach_the_trainers_container(vertex, request_for, bucket):
+    """SALESMESH_REGRESSORS travels into the job's container env, in the API's own EnvVar shape."""
+    from google.cloud.aiplatform_v1.types import WorkerPoolSpec
+
+    from salesmesh import runtime
+    from salesmesh.settings import Settings
+
+    env = {
+        "SALESMESH_BACKEND": "gcp",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "SALESMESH_STATE_BUCKET": bucket.name,
+        "SALESMESH_TRAINING_IMAGE": IMAGE,
+        "SALESMESH_REGRESSORS": "holiday,planned_discount",
+    }
+    run = runtime.launcher(Settings.from_env(env)).launch(request_for("r1"))
+    spec = WorkerPoolSpec(vertex.created(run)["worker_pool_specs"][0])  # unknown fields raise
+    assert [(v.name, v.value) for v in spec.container_spec.env] == [
+        ("SALESMESH_REGRESSORS", "holiday,planned_discount")
+    ]
+    plain = runtime.launcher(Settings.from_env({**env, "SALESMESH_REGRESSORS": ""}))
+    assert plain.launch(request_for("r2")) is not None
+    assert "env" not in vertex.created(plain.get("r2"))["worker_pool_specs"][0]["container_spec"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,20 @@ def test_bad_flag_exits_two(write_file, sales_text):
     done = _validate(write_file("sales.csv", sales_text()), "--map", "nodelimiter")
     assert done.returncode == 2
     assert "--map expects SOURCE=TARGET" in done.stderr
+
+
+def test_regressor_flag_and_setting_declare_columns_known_in_advance(write_file, sales_text):
+    """--regressor and SALESMESH_REGRESSORS both declare regressors; the rest are ignored."""
+    text = sales_text().replace("sales\n", "sales,revenue,holiday\n", 1)
+    text = "\n".join(
+        line if i == 0 else f"{line},{i},{i % 2}" for i, line in enumerate(text.splitlines())
+    )
+    path = write_file("sales.csv", text + "\n")
+    plain = json.loads(_validate(path, "--json").stdout)["stats"]
+    assert (plain["regressors"], plain["ignored_columns"]) == ([], ["revenue", "holiday"])
+    flagged = json.loads(_validate(path, "--json", "--regressor", "holiday").stdout)["stats"]
+    assert (flagged["regressors"], flagged["ignored_columns"]) == (["holiday"], ["revenue"])
+    command = [sys.executable, "-m", "salesmesh.cli", "validate", str(path), "--json"]
+    env = {**os.environ, "SALESMESH_REGRESSORS": "revenue,holiday"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert json.loads(done.stdout)["stats"]["regressors"] == ["revenue", "holiday"]

@@ -115,11 +115,13 @@ def test_without_product_column_all_rows_are_one_product(write_file, sales_text)
     assert set(result.frame["product_id"]) == {"all"}
 
 
-def test_extra_numeric_columns_become_regressors(write_file):
-    """An unknown numeric column is kept as a float regressor under its folded name."""
+def test_extra_numeric_columns_are_kept_under_their_folded_name(write_file):
+    """An unknown numeric column is kept as floats under its folded name; declared known in
+    advance, it is a regressor."""
     rows = "".join(f"2024-01-{d:02d},S1,P1,{d},{20 + d / 10:.1f},x{d}\n" for d in range(1, 31))
     text = "date,store,sku,qty,Temperatura (°C),Comentário\n" + rows
-    result = load_sales(write_file("sales.csv", text), Contract(horizon=7))
+    contract = Contract(horizon=7, regressors=("Temperatura (°C)",))
+    result = load_sales(write_file("sales.csv", text), contract)
     assert result.report.ok, result.report.to_text()
     assert result.report.stats["regressors"] == ["temperatura_c"]
     assert result.frame is not None

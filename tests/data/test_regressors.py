@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from salesmesh.data import Contract, load_sales, validate_file
 
 HORIZON = Contract(horizon=7)
@@ -96,3 +98,56 @@ def test_empty_extra_column_is_dropped(write_file):
     assert result.frame is not None
     assert list(result.frame.columns) == ["date", "store_id", "product_id", "sales"]
     assert [w.rule for w in result.report.warnings] == ["dropped_columns"]
+
+
+def _extras(write_file, contract: Contract):
+    """A file with price, promo, revenue (sales x price) and a planned discount column."""
+    rows = "".join(
+        f"2024-01-{d:02d},S1,P1,{d % 5},2.5,0,{d % 5 * 2.5},{d % 3}\n" for d in range(1, 31)
+    )
+    text = "date,store,sku,qty,price,promo,Revenue,Planned Discount\n" + rows
+    return load_sales(write_file("sales.csv", text), contract)
+
+
+def test_only_columns_known_in_advance_are_regressors(write_file):
+    """price and promo are regressors; other numeric columns are reported ignored, and why."""
+    result = _extras(write_file, HORIZON)
+    assert result.report.ok, result.report.to_text()
+    stats = result.report.stats
+    assert stats["regressors"] == ["price", "promo"]
+    assert stats["ignored_columns"] == ["revenue", "planned_discount"]
+    warning = next(w for w in result.report.warnings if w.rule == "not_known_in_advance")
+    assert "'Revenue'" in warning.message and "'Planned Discount'" in warning.message
+    assert "--regressor NAME" in warning.message
+    assert result.frame is not None and "revenue" in result.frame.columns  # kept, not used
+
+
+def test_declared_regressor_becomes_one_by_its_file_name(write_file):
+    """A column declared known in advance (by the file's own name) is a regressor too."""
+    result = _extras(write_file, Contract(horizon=7, regressors=("planned discount",)))
+    assert result.report.ok, result.report.to_text()
+    assert result.report.stats["regressors"] == ["price", "promo", "planned_discount"]
+    assert result.report.stats["ignored_columns"] == ["revenue"]
+
+
+def test_declared_regressor_absent_from_the_file_is_warned(write_file):
+    """Declaring a column the file lacks (a typo) is a regressor_absent warning naming it."""
+    result = _extras(write_file, Contract(horizon=7, regressors=("holliday",)))
+    assert result.report.ok
+    warning = next(w for w in result.report.warnings if w.rule == "regressor_absent")
+    assert "'holliday'" in warning.message
+
+
+def test_declared_regressor_must_be_numeric(write_file):
+    """A declared column with text in it is a regressor_numeric error, not silently dropped."""
+    text = _file(["1"] * 30, header="price,Feriado").replace(",0\n", ",x\n")
+    report = validate_file(
+        write_file("sales.csv", text), Contract(horizon=7, regressors=("Feriado",))
+    )
+    assert report.rules == ["regressor_numeric"]
+
+
+def test_key_columns_cannot_be_declared_regressors():
+    """Declaring sales (or a key column) known in advance is refused at construction."""
+    with pytest.raises(ValueError, match="not date, store_id, product_id, sales"):
+        Contract(regressors=("sales",))

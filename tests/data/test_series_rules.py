@@ -7,6 +7,7 @@ import random
 import pandas as pd
 
 from salesmesh.data import Contract, load_sales, validate_file
+from salesmesh.data.endings import periods_between
 
 
 def test_frame_is_normalised_and_sorted(write_file, sales_text):
@@ -96,3 +97,62 @@ def test_empty_store_id_is_error(write_file, sales_text):
     report = validate_file(write_file("sales.csv", "\n".join(lines)))
     assert report.rules == ["id_missing"]
     assert report.errors[0].examples == [{"line": 13, "column": "store_id", "value": ""}]
+
+
+def _ending(days: dict[tuple[str, str], int], total: int = 200, step_days: int = 1) -> str:
+    """Sales rows for each (store, product) over its first ``days[...]`` of ``total`` periods."""
+    lines = ["date,store,sku,qty"]
+    start = pd.Timestamp("2024-01-01")
+    for (store, product), count in days.items():
+        for i in range(min(count, total)):
+            day = (start + pd.Timedelta(days=i * step_days)).date()
+            lines.append(f"{day},{store},{product},{i % 7 + 1}")
+    return "\n".join(lines) + "\n"
+
+
+def test_series_that_end_early_are_reported_not_rejected(write_file):
+    """Series stopping 30 and 120 days early: one warning with counts, examples, distances."""
+    text = _ending({("S1", "P1"): 200, ("S1", "P2"): 170, ("S2", "P1"): 80})
+    report = validate_file(write_file("sales.csv", text), Contract(horizon=14))
+    assert report.ok, report.to_text()
+    stats = report.stats
+    assert (stats["series_ended_early"], stats["series_inactive"], stats["inactive_after"]) == (
+        2,
+        1,
+        91,
+    )
+    [warning] = [w for w in report.warnings if w.rule == "ended_early"]
+    assert warning.message.startswith("2 of 3 series have no rows up to the file's last date")
+    assert "1 went silent at most 91 days before it and are forecast" in warning.message
+    assert "1 have been silent for more than 91 days and are inactive" in warning.message
+    assert warning.examples == [
+        {"value": "S2/P1", "last_date": "2024-03-20", "periods": 120},
+        {"value": "S1/P2", "last_date": "2024-06-18", "periods": 30},
+    ]
+    assert "series_ended_early: 2" in report.to_text()
+
+
+def test_weekly_silence_is_counted_in_weeks(write_file):
+    """Weekly data measures silence in weeks against a 13-week threshold."""
+    text = _ending({("S1", "P1"): 60, ("S1", "P2"): 45}, total=60, step_days=7)
+    report = validate_file(write_file("sales.csv", text), Contract(horizon=4))
+    assert report.ok, report.to_text()
+    [warning] = [w for w in report.warnings if w.rule == "ended_early"]
+    assert warning.examples[0]["periods"] == 15
+    assert (report.stats["series_inactive"], report.stats["inactive_after"]) == (1, 13)
+
+
+def test_series_ending_together_raise_no_warning(write_file, sales_text):
+    """When every series has rows up to the last date nothing is reported."""
+    report = validate_file(write_file("sales.csv", sales_text()), Contract(horizon=7))
+    assert [w.rule for w in report.warnings] == []
+    assert (report.stats["series_ended_early"], report.stats["series_inactive"]) == (0, 0)
+
+
+def test_silence_in_months_and_quarters_counts_calendar_periods():
+    """Month starts a year apart are 12 months and 4 quarters; daily dates count days."""
+    earlier = pd.to_datetime(["2023-03-01", "2024-01-01"]).to_numpy()
+    later = pd.Timestamp("2024-03-01").to_datetime64()
+    assert periods_between(earlier, later, "M").tolist() == [12, 2]
+    assert periods_between(earlier, later, "Q").tolist() == [4, 0]
+    assert periods_between(earlier, later, "D").tolist() == [366, 60]

@@ -10,7 +10,9 @@ import pytest
 
 from salesmesh.errors import ForecastError
 from salesmesh.forecast import Params, backtest
+from salesmesh.forecast.model import fit_panel
 from salesmesh.forecast.panel import to_panel
+from salesmesh.rollout import policy
 
 MODELS = {"salesmesh", "seasonal_naive", "ets", "theta"}
 BASELINES = ("seasonal_naive", "ets", "theta")
@@ -156,3 +158,45 @@ def test_too_short_a_history_is_a_forecast_error(periodic, fast):
         ForecastError, match="needs at least 28 periods of history; the data has 20"
     ):
         backtest.run(to_panel(periodic(days=20)), horizon=14, origins=1, params=fast)
+
+
+@pytest.fixture(scope="module")
+def promo_run(promo_history, fast) -> backtest.Backtest:
+    """Backtest of six series whose sales triple on promotion days: 14 steps, 2 origins."""
+    return backtest.run(to_panel(promo_history), horizon=14, origins=2, params=fast)
+
+
+def test_backtest_scores_the_forecast_served_without_a_plan(promo_history, fast):
+    """With one origin the model's backtest forecast is exactly what predict() serves."""
+    panel = to_panel(promo_history)
+    result = backtest.run(panel, horizon=14, origins=1, params=fast)
+    served = fit_panel(panel.truncate(len(panel.dates) - 14), 14, fast).predict()
+    expected = served["forecast"].to_numpy().reshape(len(panel.series), 14)
+    np.testing.assert_allclose(result.forecasts["salesmesh"], expected, rtol=1e-9)
+
+
+def test_known_plan_is_reported_beside_the_served_figures(promo_run):
+    """On promotion-heavy data the known-plan MASE is better than the served one, and apart."""
+    served = promo_run.metrics["models"]["salesmesh"]
+    plan = promo_run.metrics["known_plan"]
+    assert plan["regressors"] == ["promo"]
+    assert set(plan["models"]["salesmesh"]) == {*FIGURES, "by_horizon"}
+    assert plan["models"]["salesmesh"]["mase"] < 0.9 * served["mase"]
+    expected = plan["models"]["salesmesh"]["mase"] / promo_run.metrics["models"]["ets"]["mase"]
+    assert plan["relative_mase"]["vs_ets"] == pytest.approx(expected, abs=1e-4)
+    assert "as served" in promo_run.metrics["protocol"]["regressors"]
+
+
+def test_the_gate_reads_the_served_figure(promo_run):
+    """The promotion gate's challenger MASE is the as-served one, never the known plan's."""
+    summary = policy.summary(promo_run.metrics)
+    decision = policy.gate(summary, None, tolerance=0.05)
+    assert decision.challenger_mase == promo_run.metrics["models"]["salesmesh"]["mase"]
+    assert (
+        decision.challenger_mase != promo_run.metrics["known_plan"]["models"]["salesmesh"]["mase"]
+    )
+
+
+def test_without_regressors_there_is_no_known_plan(periodic_run):
+    """Data without price or promo has nothing to plan: known_plan is null."""
+    assert periodic_run.metrics["known_plan"] is None

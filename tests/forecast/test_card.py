@@ -69,3 +69,44 @@ def test_summary_table_prints_missing_figures_as_na():
     assert len(lines) == 4
     assert lines[1].split()[-4:] == ["n/a", "40.000", "30.000", "-2.500"]
     assert lines[2].startswith("seasonal naive") and "0.800" in lines[2]
+
+
+def test_card_reports_the_known_plan_beside_the_served_figures():
+    """With a known plan the table gains its row and the text says which figures decide."""
+    metrics = _metrics(0.8)
+    plan = {"mase": 0.42, "smape": 20.0, "wape": 15.0, "bias": 1.0}
+    metrics["known_plan"] = {
+        "regressors": ["price", "promo"],
+        "models": {"salesmesh": plan},
+        "relative_mase": {"vs_seasonal_naive": 0.525},
+    }
+    lines = card.summary_lines(metrics)
+    assert lines[-1].startswith("salesmesh, known plan") and "0.420" in lines[-1]
+    text = card.render(metrics, MODEL, DATA, [])
+    assert "scored as served, with no plan" in text
+    assert "real price, promo (a known plan), it scores MASE 0.420" in text
+
+
+def test_card_without_regressors_says_the_scored_forecast_is_the_served_one():
+    """Without regressors there is no known-plan row and the card says why."""
+    metrics = {**_metrics(0.8), "known_plan": None}
+    assert len(card.summary_lines(metrics)) == 4
+    assert "no regressors: the forecast scored is the one served" in card.render(
+        metrics, MODEL, DATA, []
+    )
+
+
+def test_card_lists_series_that_end_early():
+    """Recently ended series are listed as forecast, long-silent ones as inactive."""
+    model = {**MODEL, "inactive_after": 91, "silence": {"S1/P9": 30, "S2/P1": 120}}
+    text = card.render(_metrics(0.8), model, DATA, [])
+    section = text.split("## Series that end early\n", 1)[1].split("\n## ", 1)[0]
+    assert section.startswith("2 series have no rows up to 2024-03-28.")
+    assert "forecast from its real history" in section
+    assert "periods silent in brackets: `S1/P9` (30)." in section
+    assert (
+        "it is inactive and not forecast (requests for it are refused with that reason): 1, "
+        "periods silent in brackets: `S2/P1` (120)." in section
+    )
+    quiet = card.render(_metrics(0.8), {**MODEL, "silence": {}}, DATA, [])
+    assert "Every series has rows up to 2024-03-28." in quiet

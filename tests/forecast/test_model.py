@@ -233,3 +233,18 @@ def test_history_ending_in_a_promotion_holds_the_regular_price(fast):
     days = model.predict()["date"]
     regular = pd.DataFrame({"series_id": "s", "date": days, "price": 10.0, "promo": 0.0})
     pd.testing.assert_frame_equal(model.predict(), model.predict(future=regular))
+
+
+def test_only_regressors_known_in_advance_reach_the_forecast_date(sample_history, fast):
+    """An undeclared column (revenue) is no feature and no future input; declared, it is."""
+    history = sample_history.assign(revenue=sample_history["sales"] * sample_history["price"])
+    model = fit(history, horizon=7, params=fast)
+    described = describe(model, fast)
+    assert described["regressors"] == ["price", "promo"]
+    assert not [name for name in described["features"] if "revenue" in name]
+    plan = _future(model, model.series[:1], slice(0, 7), revenue=100.0)
+    with pytest.raises(ForecastError, match=r"not trained with.*revenue"):
+        model.predict(future=plan)
+    declared = fit(history, horizon=7, params=fast, regressors=["price", "promo", "revenue"])
+    assert describe(declared, fast)["regressors"] == ["price", "promo", "revenue"]
+    assert "revenue" in describe(declared, fast)["features"]

@@ -163,7 +163,7 @@ def test_to_panel_refuses_empty_history():
 
 
 def test_to_panel_refuses_text_regressors():
-    """A non-numeric extra column is named in a ForecastError instead of failing in pandas."""
+    """A non-numeric declared regressor is named in a ForecastError, not a pandas failure."""
     history = pd.DataFrame(
         {
             "series_id": "a",
@@ -173,4 +173,31 @@ def test_to_panel_refuses_text_regressors():
         }
     )
     with pytest.raises(ForecastError, match=r"regressor column\(s\) \['store'\] are not numeric"):
-        to_panel(history)
+        to_panel(history, regressors=["store"])
+
+
+def test_to_panel_keeps_only_regressors_known_in_advance():
+    """price and promo are regressors by default; revenue and text columns are ignored."""
+    history = pd.DataFrame(
+        {
+            "series_id": "a",
+            "date": pd.date_range("2024-01-01", periods=5),
+            "sales": 1.0,
+            "price": 2.0,
+            "promo": 0,
+            "revenue": 2.0,
+            "store": "north",
+        }
+    )
+    assert list(to_panel(history).regressors) == ["price", "promo"]
+    declared = to_panel(history, regressors=["promo", "revenue"])
+    assert list(declared.regressors) == ["promo", "revenue"]
+
+
+def test_to_panel_refuses_a_declared_regressor_it_lacks():
+    """Declaring a regressor the history does not have is a ForecastError naming it."""
+    history = pd.DataFrame(
+        {"series_id": "a", "date": pd.date_range("2024-01-01", periods=5), "sales": 1.0}
+    )
+    with pytest.raises(ForecastError, match=r"regressor\(s\) \['holiday'\] are not columns"):
+        to_panel(history, regressors=["holiday"])

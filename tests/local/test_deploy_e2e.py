@@ -115,6 +115,15 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         assert table.returncode == 0 and len(table.stdout.splitlines()) == 8, table.stdout
         unknown = _cli(state, "predict", "--store", "S99", "--product", "P001")
         assert unknown.returncode == 1 and "S99" in unknown.stderr, unknown.stderr
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"promo": [1] * 7}))
+        ask = ("predict", "--store", "S01", "--product", "P001", "--horizon", "7")
+        planned = _cli(state, *ask, "--future-json", str(plan), "--json")
+        assert planned.returncode == 0, planned.stderr
+        assert len(json.loads(planned.stdout)["predictions"][0]["forecast"]) == 7
+        plan.write_text(json.dumps({"promo": [1] * 3}))
+        short = _cli(state, *ask, "--future-json", str(plan))
+        assert short.returncode == 1 and "future.promo has 3 value(s)" in short.stderr, short.stderr
 
         # Eventarc may deliver the same manifest many times at once: still one version
         manifest = f"runs/{first['run_id']}/manifest.json"

@@ -26,6 +26,7 @@ import builtins
 import importlib
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -69,9 +70,11 @@ class VertexTrainingLauncher:
         machine_type: str = "n1-standard-4",
         claims: RunClaims | None = None,
         claim_wait: float = 60.0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         """``claims`` lets one launch per run id submit; ``claim_wait`` is how long the others
-        wait for its job."""
+        wait for its job. ``env`` is set in the trainer's container (the trainer's own
+        settings, such as SALESMESH_REGRESSORS)."""
         self.claims = claims
         self.claim_wait = claim_wait
         self.project = project
@@ -80,6 +83,7 @@ class VertexTrainingLauncher:
         self.container_uri = container_uri
         self.service_account = service_account
         self.machine_type = machine_type
+        self.env = dict(env or {})
 
     def launch(self, request: TrainingRequest) -> TrainingRun:
         """Submit a custom job for the run unless a job labelled with its run id exists."""
@@ -102,17 +106,20 @@ class VertexTrainingLauncher:
 
     def _submit(self, request: TrainingRequest) -> Any:
         """Build and submit the run's custom job; the submitted SDK job."""
+        container: dict[str, Any] = {
+            "image_uri": self.container_uri,
+            "command": COMMAND,
+            "args": ["--data", request.data_uri, "--horizon", str(request.horizon)],
+        }
+        if self.env:
+            container["env"] = [{"name": k, "value": v} for k, v in sorted(self.env.items())]
         job = _aiplatform().CustomJob(
             display_name=f"salesmesh-train-{request.run_id}",
             worker_pool_specs=[
                 {
                     "machine_spec": {"machine_type": self.machine_type},
                     "replica_count": 1,
-                    "container_spec": {
-                        "image_uri": self.container_uri,
-                        "command": COMMAND,
-                        "args": ["--data", request.data_uri, "--horizon", str(request.horizon)],
-                    },
+                    "container_spec": container,
                 }
             ],
             base_output_dir=request.output_uri,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from salesmesh.data.coded import Coded, FloatArray, IntArray
-from salesmesh.data.columns import SINGLE_ID, ColumnPlan, plan_columns
+from salesmesh.data.columns import SINGLE_ID, ColumnPlan, fold, plan_columns
 from salesmesh.data.contract import PRICE, PROMO, Contract
 from salesmesh.data.dates import parse_dates
 from salesmesh.data.dialect import count_lines, read_table, sniff_dialect
@@ -122,7 +122,7 @@ def _check(
     ids_ok = _check_ids(columns["store_id"], columns["product_id"], report)
     dates = parse_dates(columns["date"], contract.date_format, report)
     sales = check_sales(columns["sales"], decimal, report)
-    regressors = _check_regressors(plan, columns, decimal, report)
+    regressors = _check_regressors(plan, columns, decimal, contract, report)
     kept = [target for target in plan.roles if target not in (PRICE, PROMO)] + list(regressors)
     report.stats["columns"] = {plan.source[target]: target for target in kept}
     if dates is None or not ids_ok:
@@ -184,10 +184,15 @@ def _check_ids(store: Coded, product: Coded, report: ValidationReport) -> bool:
 
 
 def _check_regressors(
-    plan: ColumnPlan, columns: dict[str, Coded], decimal: str, report: ValidationReport
+    plan: ColumnPlan,
+    columns: dict[str, Coded],
+    decimal: str,
+    contract: Contract,
+    report: ValidationReport,
 ) -> dict[str, FloatArray]:
-    declared = {PRICE, PROMO} | plan.explicit
     names = [n for n in (PRICE, PROMO) if n in plan.roles] + list(plan.regressors)
+    known = _known_in_advance(plan, names, contract, report)
+    declared = {PRICE, PROMO} | plan.explicit | set(known)
     kept: dict[str, FloatArray] = {}
     dropped: list[tuple[str, str]] = []
     for name in names:
@@ -213,9 +218,47 @@ def _check_regressors(
             + ": only numeric extra columns are kept as regressors",
             [{"column": column, "value": why} for column, why in dropped[:5]],
         )
-    report.stats["regressors"] = list(kept)
+    report.stats["regressors"] = [name for name in kept if name in known]
+    ignored = [name for name in kept if name not in known]
+    report.stats["ignored_columns"] = ignored
     report.stats["dropped_columns"] = [column for column, _ in dropped]
+    if ignored:
+        listed = ", ".join(plan.label(name) for name in ignored)
+        report.warn(
+            "not_known_in_advance",
+            f"numeric column(s) {listed} are ignored by the forecaster: only regressors known "
+            f"in advance ({', '.join(contract.known_in_advance)}) are read on the dates it "
+            "forecasts, because a value nobody knows ahead (revenue, stock) leaks the answer "
+            "into the backtest. Declare a column that is planned ahead with --regressor NAME "
+            "or SALESMESH_REGRESSORS",
+            [{"column": plan.source.get(name, name), "value": name} for name in ignored[:5]],
+        )
     return kept
+
+
+def _known_in_advance(
+    plan: ColumnPlan, names: list[str], contract: Contract, report: ValidationReport
+) -> list[str]:
+    """The columns among ``names`` the forecaster may read on a forecast date.
+
+    A declared name matches a column by its output name or by the file's own (folded) name.
+    """
+    wanted = {fold(name) for name in contract.known_in_advance}
+    known = [
+        name
+        for name in names
+        if fold(name) in wanted or fold(plan.source.get(name, name)) in wanted
+    ]
+    found = {fold(name) for name in known} | {fold(plan.source.get(n, n)) for n in known}
+    absent = [name for name in contract.regressors if fold(name) not in found]
+    if absent:
+        report.warn(
+            "regressor_absent",
+            f"declared regressor(s) {', '.join(repr(name) for name in absent)} are not columns "
+            "of this file",
+            [{"column": name} for name in absent[:5]],
+        )
+    return known
 
 
 def _warn_gaps(column: Coded, values: FloatArray, name: str, report: ValidationReport) -> None:

@@ -142,6 +142,8 @@ _TEXT_STATS = (
     "freq",
     "periods_max",
     "history_needed",
+    "series_ended_early",
+    "series_inactive",
     "encoding",
     "compression",
     "delimiter",
@@ -149,6 +151,7 @@ _TEXT_STATS = (
     "date_format",
     "columns",
     "regressors",
+    "ignored_columns",
     "duplicates_merged",
 )
 

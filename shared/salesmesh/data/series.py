@@ -21,6 +21,7 @@ import pandas as pd
 from salesmesh.data.coded import BoolArray, Coded, FloatArray, IntArray, ObjectArray
 from salesmesh.data.contract import Contract
 from salesmesh.data.dates import DAY_NS, DateArray, Frequency, infer_frequency, snap
+from salesmesh.data.endings import report_endings
 from salesmesh.data.report import ValidationReport, examples
 
 _AGGREGATION = "sales summed, price averaged, promo taking the maximum, other regressors averaged"
@@ -71,6 +72,11 @@ def index_series(
         frequency,
     )
     _record(result, date, contract, report)
+    if frequency is not None and frequency.alias:
+        last = np.flatnonzero(np.r_[result.series[1:] != result.series[:-1], True])
+        pairs_text = zip(result.stores, result.products, strict=True)
+        labels = [f"{store}/{product}" for store, product in pairs_text]
+        report_endings(result.dates[result.date_rank[last]], labels, frequency, report)
     report.stats["duplicates_merged"] = int((~result.first).sum())
     if report.stats["duplicates_merged"]:
         _warn_duplicates(result, date.lines, report)

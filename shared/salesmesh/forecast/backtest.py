@@ -6,6 +6,12 @@ data before the first origin and then forecasts from every origin with the histo
 origin (refitting at each origin would triple the cost of a training job for little change in
 the figures); the statistical models are refitted at every origin, which only favours them.
 Metrics pool all origins; each series is scaled by its own in-sample seasonal-naive error.
+
+The model is scored as it is served: with no plan, promotions off and the price held at its
+last regular value (:func:`salesmesh.forecast.model.reforecast` shares that code with
+``predict``). Those are the figures under ``models``, the ones the promotion gate reads. When
+the data has regressors, the figures the model reaches when told each window's real price and
+promotions (a known plan) are reported beside them under ``known_plan``.
 """
 
 from __future__ import annotations
@@ -19,12 +25,14 @@ from numpy.typing import NDArray
 
 from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, metrics
+from salesmesh.forecast.activity import prepare
 from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
 from salesmesh.forecast.panel import Panel, season_length
 
 Matrix = NDArray[np.float64]
 MODEL = "salesmesh"
 BASELINES = ("seasonal_naive", "ets", "theta")
+PLAN = "known_plan"  # the model given each window's real regressors
 
 
 @dataclass
@@ -55,28 +63,37 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
     cuts = [length - k * horizon for k in range(origins, 0, -1)]
     model = fit_panel(panel.truncate(cuts[0]), horizon, params)
 
+    planned = bool(panel.regressors)
     pooled: dict[str, list[Matrix]] = {name: [] for name in (MODEL, *BASELINES)}
+    if planned:
+        pooled[PLAN] = []
     actuals: list[Matrix] = []
     scales: list[NDArray[np.float64]] = []
-    started = np.ones(len(panel.series), dtype=bool)
+    scored = np.ones(len(panel.series), dtype=bool)
     for cut in cuts:
-        known = panel.truncate(cut)
-        started = np.asarray(~np.isnan(known.values).all(axis=1), dtype=bool)
+        raw = panel.truncate(cut)
+        # every model starts from the history serving would start from; series not yet
+        # started or inactive at the origin are not forecast, so not scored
+        known, found = prepare(raw)
+        scored = np.asarray(found.observed & ~found.inactive, dtype=bool)
         regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
         ets = baselines.ets_forecast(known.values, season, horizon)
         theta = baselines.theta_forecast(known.values, season, horizon)
         local = local_forecast(known.values, season, horizon, ets, theta)
         dates = panel.dates[cut : cut + horizon]
         forecasts = {
-            MODEL: reforecast(model, known, dates, regressors, local),
+            MODEL: reforecast(model, known, dates, None, local),
             "seasonal_naive": baselines.seasonal_naive(known.values, season, horizon),
             "ets": ets,
             "theta": theta,
         }
+        if planned:
+            forecasts[PLAN] = reforecast(model, known, dates, regressors, local)
         for name, forecast in forecasts.items():
-            pooled[name].append(forecast[started])
-        actuals.append(panel.values[started, cut : cut + horizon])
-        scales.append(metrics.seasonal_scale(known.values[started], season))
+            pooled[name].append(forecast[scored])
+        # a series that falls silent inside the window has no actuals there: NaN, not scored
+        actuals.append(panel.values[scored, cut : cut + horizon])
+        scales.append(metrics.seasonal_scale(raw.values[scored], season))
 
     actual = np.concatenate(actuals)
     scale = np.concatenate(scales)
@@ -84,6 +101,7 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         name: metrics.summarize(actual, np.concatenate(parts), scale)
         for name, parts in pooled.items()
     }
+    plan = figures.pop(PLAN, None)
     summary: dict[str, Any] = {
         "protocol": {
             "origins": [panel.dates[cut].date().isoformat() for cut in cuts],
@@ -91,7 +109,8 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
             "season_length": season,
             "freq": panel.freq,
             "refit": "model fitted once before the first origin; baselines at every origin",
-            "regressors": "the model sees each window's actual regressors (a known plan)",
+            "regressors": "as served: no plan, promotions off and price held at its last "
+            "regular value; known_plan: each window's actual regressors",
             "series": len(panel.series),
         },
         "models": figures,
@@ -99,23 +118,34 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
             f"vs_{name}": _ratio(figures[MODEL]["mase"], figures[name]["mase"])
             for name in BASELINES
         },
+        "known_plan": None
+        if plan is None
+        else {
+            "regressors": list(panel.regressors),
+            "models": {MODEL: plan},
+            "relative_mase": {
+                f"vs_{name}": _ratio(plan["mase"], figures[name]["mase"]) for name in BASELINES
+            },
+        },
         "blend_weight_gbm": params.gbm_weight,
     }
     last = cuts[-1]
     return Backtest(
         metrics=summary,
         last_origin=pd.Timestamp(panel.dates[last]),
-        actual=_expand(actuals[-1], started),
-        forecasts={name: _expand(parts[-1], started) for name, parts in pooled.items()},
+        actual=_expand(actuals[-1], scored),
+        forecasts={
+            name: _expand(parts[-1], scored) for name, parts in pooled.items() if name != PLAN
+        },
         dates=panel.dates[last : last + horizon],
         series=panel.series,
     )
 
 
-def _expand(rows: Matrix, started: NDArray[np.bool_]) -> Matrix:
-    """Re-expand the rows of started series to all series (the others as NaN)."""
-    out = np.full((len(started), rows.shape[1]), np.nan)
-    out[started] = rows
+def _expand(rows: Matrix, scored: NDArray[np.bool_]) -> Matrix:
+    """Re-expand the rows of scored series to all series (the others as NaN)."""
+    out = np.full((len(scored), rows.shape[1]), np.nan)
+    out[scored] = rows
     return out
 
 

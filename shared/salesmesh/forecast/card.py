@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from salesmesh.forecast.backtest import MODEL, Backtest
+from salesmesh.forecast.backtest import MODEL, PLAN, Backtest
 
 FORECAST_PLOT = "forecast_vs_actual.png"
 ERROR_PLOT = "error_by_horizon.png"
@@ -17,6 +17,7 @@ _LABELS = {
     "ets": "ETS",
     "theta": "Theta",
 }
+_PLAN_LABEL = "salesmesh, known plan"
 
 
 def write_plots(backtest: Backtest, directory: Path) -> list[str]:
@@ -64,14 +65,64 @@ def write_plots(backtest: Backtest, directory: Path) -> list[str]:
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
-    """The accuracy table, one line per model, for the card and the console."""
+    """The accuracy table, one line per model, for the card and the console.
+
+    The model's row is its forecast as served (no plan); with a known plan in ``metrics`` a
+    last row gives the model told each window's real price and promotions.
+    """
     lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
     # the model first, then the baselines in a fixed order (manifests store keys sorted)
     order = [name for name in _LABELS if name in metrics["models"]]
-    for name, figures in ((n, metrics["models"][n]) for n in order):
+    rows = [(_LABELS[name], metrics["models"][name]) for name in order]
+    plan = (metrics.get(PLAN) or {}).get("models", {}).get(MODEL)
+    if plan is not None:
+        rows.append((_PLAN_LABEL, plan))
+    for label, figures in rows:
         cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
-        lines.append(f"{_LABELS[name]:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
+        lines.append(f"{label:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
     return lines
+
+
+def _plan_text(metrics: dict[str, Any]) -> str:
+    plan = metrics.get(PLAN)
+    if not plan:
+        return "The data has no regressors: the forecast scored is the one served."
+    figures = plan["models"][MODEL]
+    return (
+        "The model is scored as served, with no plan: promotions off and each price held at "
+        "its last regular value. These figures decide promotion. Told each window's real "
+        f"{', '.join(plan['regressors'])} (a known plan), it scores MASE {fmt(figures['mase'])} "
+        f"(ratio to seasonal naive {plan['relative_mase'].get('vs_seasonal_naive')})."
+    )
+
+
+def _endings_text(model: dict[str, Any]) -> str:
+    """Which series stopped before the history's end, and which of them are still forecast."""
+    silence: dict[str, int] = model.get("silence") or {}
+    if not silence:
+        return f"Every series has rows up to {model['last_date']}."
+    limit = model["inactive_after"]
+    recent = {k: v for k, v in silence.items() if v <= limit}
+    inactive = {k: v for k, v in silence.items() if v > limit}
+    return (
+        f"{len(silence)} series have no rows up to {model['last_date']}. Periods without a row "
+        "between a series' first and last rows are zero sales; after its last row they are "
+        f"unknown. Silent for at most {limit} periods, a series ended recently and is forecast "
+        "from its real history (the silent periods bridged by the mean of the same phase in "
+        f"its last four seasons): {_listed(recent)}. Silent for longer, it is inactive and not "
+        f"forecast (requests for it are refused with that reason): {_listed(inactive)}."
+    )
+
+
+def _listed(silence: dict[str, int], shown: int = 20) -> str:
+    if not silence:
+        return "none"
+    longest = sorted(silence.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"`{sid}` ({periods})" for sid, periods in longest[:shown])
+    more = len(longest) - shown
+    return f"{len(longest)}, periods silent in brackets: {text}" + (
+        f" and {more} more" if more > 0 else ""
+    )
 
 
 def fmt(value: object) -> str:
@@ -106,11 +157,15 @@ Horizon {model["horizon"]} periods, season length {model["season_length"]}.
 ## Backtest
 Rolling origin, {len(protocol["origins"])} origin(s) ({", ".join(protocol["origins"])}),
 {protocol["horizon"]} steps each; {protocol["refit"]}.
+{_plan_text(metrics)}
 
 {table}
 
 The model {verdict} seasonal naive (MASE ratio {relative.get("vs_seasonal_naive")}); ratio to
 ETS {relative.get("vs_ets")}.
+
+## Series that end early
+{_endings_text(model)}
 
 ## Intended use and limits
 Store x product demand planning at the data's frequency. Forecasts assume the last known price

@@ -1,18 +1,21 @@
 """Long sales tables <-> the dense (series x time) matrices the forecaster works on.
 
 A regular date grid is shared by all series. Before its first observation a series is NaN (it did
-not exist yet); a missing period after that counts as zero sales, because retail exports leave
-out days without sales, and regressors carry their last value forward.
+not exist yet); a missing period between its first and last rows counts as zero sales, because
+retail exports leave out days without sales; after its last row it is NaN again (unknown: see
+:mod:`salesmesh.forecast.activity`). Regressors carry their last value forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from salesmesh.data.contract import KNOWN_IN_ADVANCE
 from salesmesh.errors import ForecastError
 
 Matrix = NDArray[np.float64]
@@ -83,8 +86,15 @@ class Panel:
         )
 
 
-def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
-    """Pivot ``series_id, date, sales [+ regressors]`` into a :class:`Panel`."""
+def to_panel(
+    history: pd.DataFrame, freq: str | None = None, regressors: Sequence[str] | None = None
+) -> Panel:
+    """Pivot ``series_id, date, sales [+ regressors]`` into a :class:`Panel`.
+
+    ``regressors`` names the columns known in advance (default: price and promo); only those
+    become regressors, any other column is ignored (measured: read as lagged features, extra
+    columns such as revenue made the backtest slightly worse, never better).
+    """
     missing = {"series_id", "date", "sales"} - set(history.columns)
     if missing:
         raise ForecastError(
@@ -93,11 +103,16 @@ def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
         )
     if history.empty:
         raise ForecastError("history is empty")
-    frame = history.copy()
+    known = KNOWN_IN_ADVANCE if regressors is None else tuple(regressors)
+    absent = [name for name in known if name not in history.columns]
+    if regressors is not None and absent:
+        raise ForecastError(f"regressor(s) {absent} are not columns of the history")
+    keys = ("series_id", "date", "sales")
+    regressor_names = [c for c in known if c in history.columns and c not in keys]
+    frame = history[["series_id", "date", "sales", *regressor_names]].copy()
     frame["date"] = pd.to_datetime(frame["date"]).dt.normalize()
     freq = freq or infer_freq(frame["date"])
     frame["date"] = snap(frame["date"], freq)
-    regressor_names = [c for c in frame.columns if c not in ("series_id", "date", "sales")]
     text = [name for name in regressor_names if not pd.api.types.is_numeric_dtype(frame[name])]
     if text:
         raise ForecastError(
@@ -118,14 +133,17 @@ def to_panel(history: pd.DataFrame, freq: str | None = None) -> Panel:
     values[series_codes, date_codes] = frame["sales"].to_numpy(dtype=float)
     observed = ~np.isnan(values)
     started = np.maximum.accumulate(observed, axis=1)
-    values[started & ~observed] = 0.0  # a gap after a series began is a period without sales
+    going = np.maximum.accumulate(observed[:, ::-1], axis=1)[:, ::-1]
+    # a gap between a series' first and last row is a period without sales; after its last
+    # row it is unknown (see forecast.activity)
+    values[started & going & ~observed] = 0.0
 
-    regressors: dict[str, Matrix] = {}
+    matrices: dict[str, Matrix] = {}
     for name in regressor_names:
         matrix = np.full_like(values, np.nan)
         matrix[series_codes, date_codes] = frame[name].to_numpy(dtype=float)
-        regressors[name] = _forward_fill(matrix)
-    return Panel(series, grid, values, regressors, freq)
+        matrices[name] = _forward_fill(matrix)
+    return Panel(series, grid, values, matrices, freq)
 
 
 def snap(dates: pd.Series, freq: str) -> pd.Series:
