@@ -49,3 +49,23 @@ def start_mesh(state: Path, extra: Mapping[str, str] | None = None) -> subproces
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def leftover_processes(state: Path) -> list[str]:
+    """Processes still running for the mesh whose state folder is ``state``: any whose
+    environment or command line names it (functions, the router, prediction servers, the
+    trainer all get it). Scoped to one mesh, so meshes of tests running beside it never count."""
+    marks = {str(state), str(state.resolve())}
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        named = {f"SALESMESH_STATE_DIR={mark}".encode() for mark in marks}
+        if named & set(environ) or any(mark in cmdline for mark in marks):
+            found.append(f"{proc.name} {cmdline}")
+    return found

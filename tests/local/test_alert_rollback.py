@@ -189,4 +189,4 @@ def test_a_slow_version_is_rolled_back_and_nothing_more_happens_twice(
         ]
         assert _json(state, "history")["rollouts"][-1]["state"] == "aborted"
     finally:
-        _stop(mesh)
+        _stop(mesh, state)

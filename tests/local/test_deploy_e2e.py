@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from mesh_cli import ROOT, cli, cli_json, start_mesh
+from mesh_cli import cli, cli_json, leftover_processes, start_mesh
 from mesh_waits import wait_for
 
 from salesmesh.local.binary import finalized_event, post
@@ -170,7 +170,7 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         listing = _cli(state, "versions")
         assert "champion" in listing.stdout and "gated" in listing.stdout, listing.stdout
     finally:
-        _stop(mesh)
+        _stop(mesh, state)
 
     # deployed models outlive the mesh: the next `up` serves them again, same split and ids
     mesh = start_mesh(state, EXTRA)
@@ -181,18 +181,12 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         assert json.loads(served.stdout)["deployedModelId"] == newest["deployed_model_id"]
         assert _split(state) == {first["version_id"]: 0, newest["version_id"]: 100}
     finally:
-        _stop(mesh)
+        _stop(mesh, state)
 
 
-def _stop(mesh: subprocess.Popen[str]) -> None:
+def _stop(mesh: subprocess.Popen[str], state: Path) -> None:
     """Ctrl-C the mesh; it must exit cleanly and leave no server, router or function behind."""
     mesh.send_signal(signal.SIGINT)
     output, _ = mesh.communicate(timeout=60)
     assert mesh.returncode == 0, output
-    leftovers = subprocess.run(
-        ["pgrep", "-f", f"salesmesh.(serve|local.router).*|functions.framework.*{ROOT}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout
-    assert leftovers == "", leftovers
+    assert leftover_processes(state) == []

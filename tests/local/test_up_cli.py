@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mesh_cli import ROOT, cli, cli_json, start_mesh
+from mesh_cli import ROOT, cli, cli_json, leftover_processes, start_mesh
 from mesh_waits import wait_for
 
 from salesmesh.local.binary import finalized_event, post
@@ -92,10 +92,7 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
         output, _ = mesh.communicate(timeout=30)
     assert mesh.returncode == 0, output
     assert "stopped" in output and not (state / "mesh.json").exists()
-    leftovers = subprocess.run(
-        ["pgrep", "-f", f"functions.framework.*{ROOT}"], capture_output=True, text=True, check=False
-    ).stdout
-    assert leftovers == "", leftovers
+    assert leftover_processes(state) == []
 
 
 def test_up_detach_runs_in_the_background_until_down(tmp_path):
