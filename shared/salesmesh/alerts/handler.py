@@ -66,21 +66,23 @@ def handle_incident(
 
     ``published_at`` (RFC 3339) is when Pub/Sub took the notification, kept in the ledger so
     the time from alert to restored traffic can be told."""
-    doc = world.ledger.read().document
     model = incident.deployed_model_id
-    versions = {d.id: d.version_id for d in world.endpoint.deployed()}
-    version = versions.get(model or "") or _version_in_ledger(doc, incident.incident_id)
-    known = (doc.get("versions") or {}).get(version or "") or {}
-    log = world.log.bind(correlation_id=known.get("correlation_id") or None)
-    if version:
-        log = log.bind(labels={"run_id": known.get("run_id", ""), "version": version})
+    outcome = _why_not(incident, world)
+    log = world.log
+    if outcome is None:  # about this endpoint: read it, to log under the bad version's run
+        doc = world.ledger.read().document
+        versions = {d.id: d.version_id for d in world.endpoint.deployed()}
+        version = versions.get(model or "") or _version_in_ledger(doc, incident.incident_id)
+        known = (doc.get("versions") or {}).get(version or "") or {}
+        log = log.bind(correlation_id=known.get("correlation_id") or None)
+        if version:
+            log = log.bind(labels={"run_id": known.get("run_id", ""), "version": version})
     world = dataclasses.replace(world, log=log, who=WHO)
     what = f"incident {incident.incident_id} {incident.state.value}: {incident.summary}"
     if incident.state is State.OPEN:
         log.warning(what, incident=dict(incident.raw))
     else:
         log.info(what, incident=dict(incident.raw))
-    outcome = _why_not(incident, world)
     if outcome is None:
         state = incident.state.value
         outcome = rollback.rollback(
