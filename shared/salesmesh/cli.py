@@ -116,9 +116,19 @@ def _cmd_down(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from salesmesh import status
+    from salesmesh.data.source import storage_client
+    from salesmesh.errors import ConfigError
     from salesmesh.settings import Settings
 
-    gathered = status.gather(Settings.from_env(), _storage_factory())
+    factory = _storage_factory()
+    if factory is not None:
+        gathered = status.gather(Settings.from_env(), factory)
+    else:
+        try:  # a stopped mesh: read the buckets it left, as versions and history do
+            with _reading(argparse.Namespace(project=None)) as settings:
+                gathered = status.gather(settings, storage_client)
+        except ConfigError:  # no mesh ever ran here: runs and dead letters only
+            gathered = status.gather(Settings.from_env(), None)
     print(json.dumps(gathered, indent=2) if args.json else status.render(gathered))
     return 0
 

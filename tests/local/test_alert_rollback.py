@@ -190,3 +190,6 @@ def test_a_slow_version_is_rolled_back_and_nothing_more_happens_twice(
         assert _json(state, "history")["rollouts"][-1]["state"] == "aborted"
     finally:
         _stop(mesh, state)
+    # the mesh stopped: status still reads the incidents from the state it left
+    (kept,) = _json(state, "status")["incidents"]
+    assert (kept["incident_id"], kept["action"]) == (opened["incident_id"], "rolled_back")
