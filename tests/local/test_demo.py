@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from mesh_cli import ROOT, cli_env
+from mesh_cli import ROOT, cli_env, cli_json
 
 from salesmesh.sample import write_sample
 
@@ -56,32 +56,14 @@ def test_demo_tells_the_whole_story_with_a_timeline(tmp_path: Path) -> None:
     assert back["detail"].startswith("rolled_back: rolled back from version 2 to 1")
     assert "Traceback" not in result.stderr, result.stderr
 
-    history = subprocess.run(
-        [sys.executable, "-m", "salesmesh.cli", "history", "--json"],
-        env=cli_env(state / "demo"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert history.returncode == 0, history.stderr
-    story = json.loads(history.stdout)
+    story = cli_json(state / "demo", "history")
     assert [(r["from_version"], r["to_version"], r["who"]) for r in story["rollbacks"]] == [
         ("2", "1", "alert_handler")
     ]
     assert [i["action"] for i in story["incidents"]] == ["rolled_back"]
 
     # v2 (the whole sample) was merged into v1's history (the sample less its last 28 days)
-    data_of = subprocess.run(
-        [sys.executable, "-m", "salesmesh.cli", "data", "--json"],
-        env=cli_env(state / "demo"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert data_of.returncode == 0, data_of.stderr
-    newest, oldest = json.loads(data_of.stdout)["snapshots"]
+    newest, oldest = cli_json(state / "demo", "data")["snapshots"]
     assert (newest["added"], newest["corrected"], newest["rows"]) == (28 * 6, 0, 300 * 6)
     assert [u["rows"] for u in newest["uploads"]] == [272 * 6, 300 * 6]
     assert len(newest["runs"]) == len(oldest["runs"]) == 1
