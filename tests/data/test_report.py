@@ -53,7 +53,7 @@ def test_ok_report_has_no_errors():
         b"date,sales\n2024-01-01\n2024-01-02,1,2,3\n",
         b"sales,date\n1e999,2024-01-01\n",
         b"date;sales\n\xff\xfe\xfa;\x81\n",
-        gzip.compress(b"\x1f\x8b\x08garbage"),
+        gzip.compress(b"\x1f\x8b\x08garbage", mtime=0),
         b"date,store,sku,qty\n" + b"2024-01-01,S,P,1\n" * 3 + b"\x1a",
         "date,store,sku,qty\n2024-01-01,S,P,\u2028\n".encode(),
     ],
