@@ -98,7 +98,7 @@ def backtest(sales: np.ndarray, end: int, model: Forecaster, origins: int = 3) -
 
 
 def overlap(
-    sales: np.ndarray, origin: int, champion: Forecaster, challenger: Forecaster, champion_id: str
+    sales: np.ndarray, origin: int, champion: Forecaster, challenger: Forecaster
 ) -> dict[str, Any]:
     """The champion's stored forecasts from ``origin`` and the challenger's backtest from the
     same origin, scored against the same actuals."""
@@ -107,7 +107,21 @@ def overlap(
         "champion": np.abs(actual - champion(known)),
         "challenger": np.abs(actual - challenger(known)),
     }
-    return {"champion_id": champion_id, **rows(sales, origin, errors)}
+    return rows(sales, origin, errors)
+
+
+def served(sales: np.ndarray, origin: int, model: Forecaster) -> dict[str, Any]:
+    """A champion's ``forecast`` table: what it serves from the end of its data, ``origin``."""
+    table = rows(sales, origin, {"forecast": model(sales[:, :origin])})
+    return {c: table[c] for c in ("series", "window", "step", "forecast")}
+
+
+def since(sales: np.ndarray, origin: int, model: Forecaster, steps: int = H) -> dict[str, Any]:
+    """A challenger's ``since`` table: its backtest from ``origin``, beside the actuals."""
+    known, actual = sales[:, :origin], sales[:, origin : origin + H]
+    table = rows(sales, origin, {"forecast": model(known), "actual": actual})
+    keep = [step <= steps for step in table["step"]]
+    return {c: [v for v, ok in zip(vs, keep, strict=True) if ok] for c, vs in table.items()}
 
 
 def metrics(run_id: str, table: dict[str, Any], **gate: Any) -> dict[str, Any]:
@@ -118,7 +132,7 @@ def metrics(run_id: str, table: dict[str, Any], **gate: Any) -> dict[str, Any]:
         for name, column in (("salesmesh", "model"), ("seasonal_naive", "naive"))
     }
     origins = sorted(set(table["window"]))
-    block = {"format": 1, "id": run_id, "series": sorted(set(table["series"])), "backtest": table}
+    block = {"format": 2, "id": run_id, "series": sorted(set(table["series"])), "backtest": table}
     return {
         "protocol": {"horizon": H, "freq": "D", "season_length": SEASON, "origins": origins},
         "models": pooled,
@@ -139,10 +153,11 @@ def test_harder_window_gates_nothing_when_scored_on_the_same_actuals():
     """The issue's case: an unchanged model retrained 28 days later, on a harder window, passes;
     the pooled-MASE rule would have gated it."""
     sales = business()
-    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean))
+    served_then = served(sales, DAYS - H, weekday_mean)
+    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean), forecast=served_then)
     refit = jittered(weekday_mean, seed=5)
-    late = overlap(sales, DAYS - H, weekday_mean, refit, "r-2")
-    challenger = metrics("r-3", backtest(sales, DAYS, refit), overlap=late)
+    late = since(sales, DAYS - H, refit)
+    challenger = metrics("r-3", backtest(sales, DAYS, refit), since=late)
     assert not policy.gate(policy.summary(challenger), policy.summary(champion), 0.05).passed
     decision = judge(challenger, champion)
     assert decision.passed, decision.reason
@@ -185,10 +200,11 @@ def test_window_that_hurts_model_and_naive_alike_does_not_gate():
 def test_random_walk_is_gated_with_a_clear_reason(mode: str):
     """A genuinely worse model (last value carried forward) is credibly worse in either mode."""
     sales = business(hard=1.0)
-    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean))
+    forecast = served(sales, DAYS - H, weekday_mean)
+    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean), forecast=forecast)
     extra = {}
     if mode == "overlap":
-        extra["overlap"] = overlap(sales, DAYS - H, weekday_mean, random_walk, "r-2")
+        extra["since"] = since(sales, DAYS - H, random_walk)
     challenger = metrics("r-3", backtest(sales, DAYS, random_walk), **extra)
     decision = judge(challenger, champion)
     assert not decision.passed
@@ -201,7 +217,7 @@ def test_random_walk_is_gated_with_a_clear_reason(mode: str):
 def test_errors_thirty_percent_higher_on_most_series_are_gated():
     """Challenger errors 30 % higher on 10 of 12 series: gated, the interval far above 5 %."""
     sales = business(hard=1.0)
-    table = overlap(sales, DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(sales, DAYS - H, weekday_mean, weekday_mean)
     worse = scaled(table, "challenger", {f"s{i}": 1.3 for i in range(10)})
     found = compare(Overlap(pd.DataFrame(worse)))
     assert found.interval[0] > 0.15
@@ -211,7 +227,7 @@ def test_errors_thirty_percent_higher_on_most_series_are_gated():
 def test_noise_level_differences_pass():
     """Per-series differences of a few percent either way, around +2 %, do not gate."""
     rng = np.random.default_rng(3)
-    table = overlap(business(n=30), DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(business(n=30), DAYS - H, weekday_mean, weekday_mean)
     noise = {f"s{i}": 1.02 + 0.05 * rng.normal() for i in range(30)}
     decision = decide(compare(Overlap(pd.DataFrame(scaled(table, "challenger", noise)))), None)
     assert decision.passed, decision.reason
@@ -225,7 +241,7 @@ def test_dropping_active_series_is_gated_and_lists_them():
     champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean))
     challenger = metrics("r-3", backtest(sales, DAYS, weekday_mean))
     challenger["gate"]["series"] = [f"s{i}" for i in range(3, 12)]
-    challenger["gate"]["active"] = [f"s{i}" for i in range(1, 12)]
+    challenger["gate"]["inactive"] = ["s0"]
     decision = judge(challenger, champion)
     assert not decision.passed
     assert decision.reason == (
@@ -256,30 +272,31 @@ def test_legacy_runs_still_get_the_coverage_rule():
 
 
 def test_no_overlap_or_a_stale_one_falls_back_to_naive_relative():
-    """An overlap scored against another champion, or shorter than a week, is not used."""
+    """A backtest from another start than the champion's forecast, or an overlap shorter than
+    a week, is not used."""
     sales = business(hard=1.0)
-    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean))
-    stale = overlap(sales, DAYS - H, weekday_mean, weekday_mean, "r-1")
-    challenger = metrics("r-3", backtest(sales, DAYS, weekday_mean), overlap=stale)
+    forecast = served(sales, DAYS - H, weekday_mean)
+    champion = metrics("r-2", backtest(sales, DAYS - H, weekday_mean), forecast=forecast)
+    stale = since(sales, DAYS - 2 * H, weekday_mean)
+    challenger = metrics("r-3", backtest(sales, DAYS, weekday_mean), since=stale)
     decision = judge(challenger, champion)
     assert decision.evidence and decision.evidence["mode"] == "naive_relative"
-    assert "overlap scored champion 'r-1', not 'r-2'" in decision.evidence["note"]
-    short = overlap(sales, DAYS - H, weekday_mean, weekday_mean, "r-2")
-    keep = [step <= 5 for step in short["step"]]
-    short = {
-        k: [v for v, ok in zip(vs, keep, strict=True) if ok] if isinstance(vs, list) else vs
-        for k, vs in short.items()
-    }
-    challenger["gate"]["overlap"] = short
+    assert (
+        "no backtest from the champion's first forecast date day-196" in decision.evidence["note"]
+    )
+    challenger["gate"]["since"] = since(sales, DAYS - H, weekday_mean, steps=5)
     decision = judge(challenger, champion)
     assert decision.evidence and decision.evidence["mode"] == "naive_relative"
     assert "overlap under 7 points a series" in decision.evidence["note"]
+    challenger["gate"]["since"] = since(sales, DAYS - H, weekday_mean, steps=7)
+    decision = judge(challenger, champion)
+    assert decision.evidence and decision.evidence["mode"] == "overlap", decision.reason
 
 
 def test_better_on_average_passes_even_when_worse_on_most_series():
     """The rule judges total scaled error: 8 % worse on 8 of 10 series but far better on the
     other two passes, and the evidence counts the series it is worse on."""
-    table = overlap(business(n=10, hard=1.0), DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(business(n=10, hard=1.0), DAYS - H, weekday_mean, weekday_mean)
     factors = {f"s{i}": 1.08 for i in range(8)} | {"s8": 0.3, "s9": 0.3}
     found = compare(Overlap(pd.DataFrame(scaled(table, "challenger", factors))))
     assert found.difference < 0 and found.worse(0.05) == [f"s{i}" for i in range(8)]
@@ -291,7 +308,7 @@ def test_better_on_average_passes_even_when_worse_on_most_series():
 def test_seeded_the_same_tables_give_the_same_answer_in_any_row_order():
     """The interval depends on the seed only: shuffled rows give it exactly; another seed moves
     it a little and leaves the decision."""
-    table = pd.DataFrame(overlap(business(), DAYS - H, weekday_mean, random_walk, "r-2"))
+    table = pd.DataFrame(overlap(business(), DAYS - H, weekday_mean, random_walk))
     first = compare(Overlap(table))
     shuffled = compare(Overlap(table.sample(frac=1.0, random_state=7)))
     assert shuffled == first
@@ -317,7 +334,7 @@ def test_one_or_two_series_are_gated_only_when_clearly_worse_on_each(
     """With under three series there is no spread for an interval: the challenger is gated
     only when over 25 % worse on every series."""
     sales = business(n=len(factors), hard=1.0)
-    table = overlap(sales, DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(sales, DAYS - H, weekday_mean, weekday_mean)
     decision = decide(compare(Overlap(pd.DataFrame(scaled(table, "challenger", factors)))), None)
     assert decision.passed is passed, decision.reason
     assert f"only {len(factors)} series, no interval" in decision.reason
@@ -327,7 +344,7 @@ def test_one_or_two_series_are_gated_only_when_clearly_worse_on_each(
 
 def test_random_walk_on_a_single_series_is_still_gated():
     """One series is enough to keep out a model that forecasts its last value."""
-    table = overlap(business(n=1, hard=1.0), DAYS - H, weekday_mean, random_walk, "r-2")
+    table = overlap(business(n=1, hard=1.0), DAYS - H, weekday_mean, random_walk)
     decision = decide(compare(Overlap(pd.DataFrame(table))), None)
     assert not decision.passed and "clearly worse" in decision.reason
 
@@ -400,7 +417,7 @@ def test_unusable_evidence_falls_back_to_todays_rule_and_says_why():
 )
 def test_impossible_tables_are_refused_naming_the_column(column: str, value: Any, message: str):
     """Negative errors, a zero scale or a missing column raise GateEvidenceError saying which."""
-    table = pd.DataFrame(overlap(business(n=3), DAYS - H, weekday_mean, weekday_mean, "r-2"))
+    table = pd.DataFrame(overlap(business(n=3), DAYS - H, weekday_mean, weekday_mean))
     if value is None:
         table = table.drop(columns=column)
     else:
@@ -414,7 +431,7 @@ def test_interval_narrows_with_more_series():
     its estimate."""
     widths = []
     for n in (6, 60):
-        table = overlap(business(n=n, hard=1.0), DAYS - H, weekday_mean, weekday_mean, "r-2")
+        table = overlap(business(n=n, hard=1.0), DAYS - H, weekday_mean, weekday_mean)
         rng = np.random.default_rng(n)
         noise = {f"s{i}": 1.0 + 0.1 * rng.normal() for i in range(n)}
         found = compare(Overlap(pd.DataFrame(scaled(table, "challenger", noise))))
@@ -425,7 +442,7 @@ def test_interval_narrows_with_more_series():
 
 def test_evidence_is_strict_json_and_reads_in_one_line():
     """A champion without error makes the difference infinite: recorded as null, still gated."""
-    table = overlap(business(n=4, hard=1.0), DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(business(n=4, hard=1.0), DAYS - H, weekday_mean, weekday_mean)
     table["champion"] = [0.0] * len(table["champion"])
     found = compare(Overlap(pd.DataFrame(table)))
     decision = decide(found, None)
@@ -438,7 +455,7 @@ def test_evidence_is_strict_json_and_reads_in_one_line():
 def test_worse_than_the_tolerance_but_not_credibly_passes():
     """An estimate of +12 % from five series that disagree (-15 % to +45 %) has an interval
     reaching under 5 %: promoted, and the reason says it was not credible."""
-    table = overlap(business(n=5, hard=1.0), DAYS - H, weekday_mean, weekday_mean, "r-2")
+    table = overlap(business(n=5, hard=1.0), DAYS - H, weekday_mean, weekday_mean)
     factors = dict(zip(["s0", "s1", "s2", "s3", "s4"], [1.45, 0.85, 1.3, 0.95, 1.05], strict=True))
     found = compare(Overlap(pd.DataFrame(scaled(table, "challenger", factors))))
     assert found.difference > 0.05 and found.interval[0] < 0.05

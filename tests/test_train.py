@@ -25,6 +25,7 @@ RUN_FILES = {
     "state.npz",
     "forecaster.json",
     "metrics.json",
+    "gate.json",
     "model_card.md",
     "forecast_vs_actual.png",
     "error_by_horizon.png",
@@ -93,6 +94,33 @@ def test_training_exits_zero_and_prints_the_summary(trained):
 def test_run_folder_holds_model_metrics_card_plots_and_manifest(trained):
     """The run folder has exactly the model files, reports, plots and the manifest."""
     assert {p.name for p in trained["output"].iterdir()} == RUN_FILES
+
+
+def test_gate_evidence_holds_the_backtest_points_and_what_the_model_serves(trained):
+    """gate.json reads back as the gate reads it: the backtest's points match metrics.json's
+    pooled MASE, and the forecast table is what the saved model serves."""
+    from salesmesh.forecast.model import load
+    from salesmesh.gate import FILE, read
+
+    output = trained["output"]
+    evidence = read({"gate": json.loads((output / FILE).read_text())})
+    assert evidence is not None
+    points = evidence.backtest
+    mase = float((points["model"] / points["scale"]).mean())
+    figures = json.loads((output / "metrics.json").read_text())["models"]["salesmesh"]
+    assert mase == pytest.approx(figures["mase"], rel=1e-4)
+    assert sorted(points["window"].unique()) == figures_origins(output)
+    served = load(output).predict()
+    assert evidence.forecast is not None and evidence.window == str(served["date"].min().date())
+    assert evidence.forecast["forecast"].to_numpy() == pytest.approx(
+        served["forecast"].to_numpy(), rel=1e-5
+    )
+    assert evidence.series == set(served["series_id"]) and not evidence.inactive
+    assert evidence.since is not None and evidence.since.empty  # a lone file: no earlier runs
+
+
+def figures_origins(output: Path) -> list[str]:
+    return list(json.loads((output / "metrics.json").read_text())["protocol"]["origins"])
 
 
 def test_manifest_covers_every_other_file_with_its_sha256(trained):

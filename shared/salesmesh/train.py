@@ -109,6 +109,7 @@ def run(
     ``regressors`` declares extra columns known in advance, beside price and promo.
     Returns the manifest. Raises :class:`InvalidDatasetError` when the data breaks the contract.
     """
+    from salesmesh import gate
     from salesmesh.data import Contract
     from salesmesh.forecast import backtest, card, describe
     from salesmesh.forecast.model import Params, fit_panel
@@ -118,7 +119,7 @@ def run(
     refuse_finished(output)  # before the data is read: a refused run should cost nothing
     say(f"reading {data}")
     contract = Contract(mapping=dict(mapping or {}), horizon=horizon, regressors=tuple(regressors))
-    loaded, data_identity = _load(data, contract, say)
+    loaded, data_identity, earlier = _load(data, contract, say)
     if not loaded.report.ok or loaded.frame is None:
         raise InvalidDatasetError(f"{data} was rejected:\n{loaded.report.to_text()}")
     stats = loaded.report.stats
@@ -131,7 +132,14 @@ def run(
     panel = to_panel(history, stats.get("freq"), stats.get("regressors", []))
     params = Params()
     say(f"backtesting: {origins} origin(s) x {horizon} steps against seasonal naive, ETS, Theta")
-    result = backtest.run(panel, horizon, origins, params)
+    ends = [pd.Timestamp(end) for end in earlier]
+    result = backtest.run(panel, horizon, origins, params, since=ends)
+    if ends:
+        starts = sorted(set(result.since["window"]))
+        say(
+            f"gate evidence: forecasts from the data end of {len(starts)} earlier run(s) "
+            f"({', '.join(starts) or 'none inside the backtest'})"
+        )
     plan = _headline(result.metrics.get("known_plan"))
     say(
         "backtest MASE as served "
@@ -157,6 +165,9 @@ def run(
             staging / "series.csv", index=False
         )
         (staging / "metrics.json").write_text(json.dumps(result.metrics, indent=2) + "\n")
+        (staging / gate.FILE).write_text(
+            json.dumps(_gate_evidence(output, forecaster, result), separators=(",", ":")) + "\n"
+        )
         (staging / "validation.json").write_text(
             json.dumps(loaded.report.to_dict(), indent=2, default=str) + "\n"
         )
@@ -184,9 +195,30 @@ def run(
     return manifest
 
 
-def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any]]:
-    """The checked rows of ``data`` and its identity for the manifest: a file as it is, or
-    the sales history's snapshot the run resolves (:mod:`salesmesh.sales.resolve`)."""
+def _gate_evidence(run_id: str, forecaster: Any, result: Any) -> dict[str, Any]:
+    """The run's ``gate.json`` (:mod:`salesmesh.gate.evidence`): its backtest's points, what
+    it will serve, and its forecasts from earlier runs' data ends."""
+    from salesmesh import gate
+
+    served = forecaster.predict()
+    first = served["date"].min()
+    forecast = pd.DataFrame(
+        {
+            "series": served["series_id"],
+            "window": "" if pd.isna(first) else pd.Timestamp(first).date().isoformat(),
+            "step": served.groupby("series_id").cumcount() + 1,
+            "forecast": served["forecast"],
+        }
+    )
+    inactive = list(forecaster.inactive)
+    series = [s for s in forecaster.series if s not in forecaster.inactive]
+    return gate.block(run_id, series, inactive, result.points, forecast, result.since)
+
+
+def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any], tuple[str, ...]]:
+    """The checked rows of ``data``, its identity for the manifest and the data ends of the
+    runs before it: a file as it is (none known), or the sales history's snapshot the run
+    resolves (:mod:`salesmesh.sales.resolve`)."""
     from salesmesh.data import load_sales
     from salesmesh.sales.uri import is_history
 
@@ -201,7 +233,7 @@ def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any]]:
             Settings.from_env(), storage_client, bucket=uri.bucket, model=uri.model
         )
         resolved = resolve(uri, store, contract, say)
-        return resolved.loaded, resolved.identity()
+        return resolved.loaded, resolved.identity(), resolved.earlier_ends
     loaded = load_sales(data, contract)
     source = loaded.source
     rows = None if loaded.frame is None else len(loaded.frame)
@@ -212,7 +244,7 @@ def _load(data: str, contract: Any, say: Any) -> tuple[Any, dict[str, Any]]:
         "bytes": source.size,
         "rows": rows,
     }
-    return loaded, identity
+    return loaded, identity, ()
 
 
 def _headline(plan: Mapping[str, Any] | None) -> dict[str, Any] | None:

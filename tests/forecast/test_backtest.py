@@ -200,3 +200,28 @@ def test_the_gate_reads_the_served_figure(promo_run):
 def test_without_regressors_there_is_no_known_plan(periodic_run):
     """Data without price or promo has nothing to plan: known_plan is null."""
     assert periodic_run.metrics["known_plan"] is None
+
+
+def test_forecasts_from_earlier_data_ends_are_the_model_as_served_from_there(sample_history, fast):
+    """``since``: each earlier data end inside the backtest gets the model's forecast from the
+    next day, beside the actuals; ends before the model's fit or at the data's end are left out,
+    and the points table holds every scored (series, window, step) of the backtest."""
+    panel = to_panel(sample_history)
+    dates = panel.dates
+    ends = [dates[-10], dates[-3], dates[-1], dates[0]]
+    result = backtest.run(panel, horizon=7, origins=2, params=fast, since=ends)
+    since = result.since
+    assert sorted(since["window"].unique()) == [
+        dates[-9].date().isoformat(),
+        dates[-2].date().isoformat(),
+    ]
+    late = since[since["window"] == dates[-2].date().isoformat()]
+    assert set(late["step"]) == {1, 2}  # two days of actuals arrived after that end
+    first = since[since["window"] == dates[-9].date().isoformat()]
+    assert (first["actual"].to_numpy() >= 0).all() and (first["scale"] > 0).all()
+    points = result.points
+    assert list(points.columns) == list(backtest.POINTS_COLUMNS)
+    assert len(points) == 2 * 7 * len(panel.series)
+    assert sorted(points["window"].unique()) == result.metrics["protocol"]["origins"]
+    pooled = float((points["model"] / points["scale"]).mean())
+    assert pooled == pytest.approx(result.metrics["models"]["salesmesh"]["mase"], rel=1e-6)

@@ -110,3 +110,16 @@ def test_a_history_uri_round_trips():
     assert HistoryUri.parse(str(uri)) == uri
     pinned = uri.pinned("s000003-0123456789ab")
     assert HistoryUri.parse(str(pinned)) == pinned and pinned.run is None
+
+
+def test_a_run_knows_where_the_runs_before_it_ended_their_data(history):
+    """The last dates of earlier snapshots, newest first, each once, only those before the
+    run's own: where a champion's forecasts start, for the gate to score them."""
+    for name, end in (("a", "2024-02-01"), ("b", "2024-02-15"), ("c", "2024-02-15")):
+        history.merge(entry(name), rows(SAMPLE[SAMPLE["date"] < end]), replace=False)
+    head = history.merge(entry("d"), rows(SAMPLE), replace=False).snapshot
+    resolved = resolve(_uri(history), history, CONTRACT)
+    assert resolved.snapshot.id == head.id
+    assert resolved.earlier_ends == ("2024-02-14", "2024-01-31")
+    first = history.lineage()[-1]
+    assert resolve(_uri(history, snapshot=first.id), history, CONTRACT).earlier_ends == ()

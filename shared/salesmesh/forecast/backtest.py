@@ -12,10 +12,17 @@ last regular value (:func:`salesmesh.forecast.model.reforecast` shares that code
 ``predict``). Those are the figures under ``models``, the ones the promotion gate reads. When
 the data has regressors, the figures the model reaches when told each window's real price and
 promotions (a known plan) are reported beside them under ``known_plan``.
+
+For the promotion gate (:mod:`salesmesh.gate`) the backtest also keeps its points, not only
+the pooled figures: :attr:`Backtest.points` (every scored series, origin and step: the model's
+and seasonal naive's absolute errors and the series' scale) and :attr:`Backtest.since` (the
+model's forecasts from the data ends of earlier runs, ``since``, with the actuals that arrived
+after them), so that an earlier run's own forecasts can be scored against the same actuals.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +34,7 @@ from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, metrics
 from salesmesh.forecast.activity import prepare
 from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
-from salesmesh.forecast.panel import Panel, season_length
+from salesmesh.forecast.panel import Panel, future_dates, season_length
 
 Matrix = NDArray[np.float64]
 MODEL = "salesmesh"
@@ -45,10 +52,26 @@ class Backtest:
     forecasts: dict[str, Matrix]  # model name -> (series, horizon) at the last origin
     dates: pd.DatetimeIndex
     series: NDArray[np.object_]
+    points: pd.DataFrame  # series, window, step, model, naive, scale (absolute errors)
+    since: pd.DataFrame  # series, window, step, forecast, actual, scale
 
 
-def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = None) -> Backtest:
-    """Backtest on ``panel``; fewer origins are used when the history is short."""
+POINTS_COLUMNS = ("series", "window", "step", "model", "naive", "scale")
+SINCE_COLUMNS = ("series", "window", "step", "forecast", "actual", "scale")
+
+
+def run(
+    panel: Panel,
+    horizon: int,
+    origins: int = 3,
+    params: Params | None = None,
+    since: Sequence[pd.Timestamp] = (),
+) -> Backtest:
+    """Backtest on ``panel``; fewer origins are used when the history is short.
+
+    ``since``: last dates of the data of earlier runs; the model also forecasts from each one
+    that falls inside the backtest (after the model's fit, before the data's end).
+    """
     params = params or Params()
     season = season_length(panel.freq)
     length = panel.values.shape[1]
@@ -69,31 +92,30 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         pooled[PLAN] = []
     actuals: list[Matrix] = []
     scales: list[NDArray[np.float64]] = []
+    points: list[pd.DataFrame] = []
     scored = np.ones(len(panel.series), dtype=bool)
     for cut in cuts:
-        raw = panel.truncate(cut)
-        # every model starts from the history serving would start from; series not yet
-        # started or inactive at the origin are not forecast, so not scored
-        known, found = prepare(raw)
-        scored = np.asarray(found.observed & ~found.inactive, dtype=bool)
-        regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
-        ets = baselines.ets_forecast(known.values, season, horizon)
-        theta = baselines.theta_forecast(known.values, season, horizon)
-        local = local_forecast(known.values, season, horizon, ets, theta)
-        dates = panel.dates[cut : cut + horizon]
-        forecasts = {
-            MODEL: reforecast(model, known, dates, None, local),
-            "seasonal_naive": baselines.seasonal_naive(known.values, season, horizon),
-            "ets": ets,
-            "theta": theta,
-        }
+        origin = _Origin(panel, model, cut, horizon)
+        scored, forecasts = origin.scored, origin.forecasts()
         if planned:
-            forecasts[PLAN] = reforecast(model, known, dates, regressors, local)
+            regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
+            forecasts[PLAN] = origin.model(regressors)
         for name, forecast in forecasts.items():
             pooled[name].append(forecast[scored])
         # a series that falls silent inside the window has no actuals there: NaN, not scored
         actuals.append(panel.values[scored, cut : cut + horizon])
-        scales.append(metrics.seasonal_scale(raw.values[scored], season))
+        scales.append(origin.scale)
+        points.append(
+            _points(
+                panel.series[scored],
+                origin.dates[0],
+                {
+                    "model": np.abs(forecasts[MODEL][scored] - actuals[-1]),
+                    "naive": np.abs(forecasts["seasonal_naive"][scored] - actuals[-1]),
+                },
+                scales[-1],
+            )
+        )
 
     actual = np.concatenate(actuals)
     scale = np.concatenate(scales)
@@ -130,6 +152,7 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         "blend_weight_gbm": params.gbm_weight,
     }
     last = cuts[-1]
+    later = _since_cuts(panel, since, cuts[0])
     return Backtest(
         metrics=summary,
         last_origin=pd.Timestamp(panel.dates[last]),
@@ -139,7 +162,90 @@ def run(panel: Panel, horizon: int, origins: int = 3, params: Params | None = No
         },
         dates=panel.dates[last : last + horizon],
         series=panel.series,
+        points=_concat(points, POINTS_COLUMNS),
+        since=_concat([_from(panel, model, cut, horizon) for cut in later], SINCE_COLUMNS),
     )
+
+
+def _since_cuts(panel: Panel, ends: Sequence[pd.Timestamp], first: int) -> list[int]:
+    """The cut after each earlier data end that a backtest from ``first`` on may forecast
+    from: the model was fitted before it, and some actuals came after it."""
+    length = len(panel.dates)
+    cuts = {int(panel.dates.searchsorted(pd.Timestamp(end), side="right")) for end in ends}
+    return sorted(cut for cut in cuts if first <= cut < length)
+
+
+def _from(panel: Panel, model: Any, cut: int, horizon: int) -> pd.DataFrame:
+    """The model's forecast (as served) from ``cut``, beside the actuals that arrived since."""
+    origin = _Origin(panel, model, cut, horizon)
+    steps = min(horizon, len(panel.dates) - cut)
+    scored = origin.scored
+    return _points(
+        panel.series[scored],
+        origin.dates[0],
+        {
+            "forecast": origin.model(None)[scored, :steps],
+            "actual": panel.values[scored, cut : cut + steps],
+        },
+        origin.scale,
+    )
+
+
+class _Origin:
+    """One forecast origin: the history serving would start from, and the forecasts from it.
+
+    Series not yet started or inactive at the origin are not forecast, so not scored."""
+
+    def __init__(self, panel: Panel, model: Any, cut: int, horizon: int) -> None:
+        raw = panel.truncate(cut)
+        self.season = season_length(panel.freq)
+        self.known, found = prepare(raw)
+        self.scored = np.asarray(found.observed & ~found.inactive, dtype=bool)
+        self.dates = future_dates(raw.dates, panel.freq, horizon)
+        values, season = self.known.values, self.season
+        self.ets = baselines.ets_forecast(values, season, horizon)
+        self.theta = baselines.theta_forecast(values, season, horizon)
+        self.local = local_forecast(values, season, horizon, self.ets, self.theta)
+        self.naive = baselines.seasonal_naive(values, season, horizon)
+        self.scale = metrics.seasonal_scale(raw.values[self.scored], season)
+        self._model = model
+
+    def model(self, regressors: dict[str, Matrix] | None) -> Matrix:
+        """The model's forecast, told ``regressors`` (a known plan) or not (as served)."""
+        return reforecast(self._model, self.known, self.dates, regressors, self.local)
+
+    def forecasts(self) -> dict[str, Matrix]:
+        """Every model's forecast as served (no plan), by name."""
+        return {
+            MODEL: self.model(None),
+            "seasonal_naive": self.naive,
+            "ets": self.ets,
+            "theta": self.theta,
+        }
+
+
+def _points(
+    series: NDArray[np.object_],
+    start: pd.Timestamp,
+    columns: dict[str, Matrix],
+    scale: NDArray[np.float64],
+) -> pd.DataFrame:
+    """One window's (series, step) rows; the window is named by its first date."""
+    steps = next(iter(columns.values())).shape[1]
+    table = {
+        "series": np.repeat(series.astype(str), steps),
+        "window": pd.Timestamp(start).date().isoformat(),
+        "step": np.tile(np.arange(1, steps + 1), len(series)),
+        **{name: values.reshape(-1) for name, values in columns.items()},
+        "scale": np.repeat(scale, steps),
+    }
+    return pd.DataFrame(table)
+
+
+def _concat(parts: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.concat(parts, ignore_index=True)
 
 
 def _expand(rows: Matrix, scored: NDArray[np.bool_]) -> Matrix:

@@ -44,10 +44,11 @@ from salesmesh.gate.compare import (
     versus_naive,
 )
 from salesmesh.gate.decide import Coverage, brief, credibly_worse, decide
-from salesmesh.gate.evidence import GATE, judge, read
+from salesmesh.gate.evidence import FILE, GATE, block, judge, read
 
 __all__ = [
     "BACKTEST_COLUMNS",
+    "FILE",
     "GATE",
     "OVERLAP_COLUMNS",
     "Comparison",
@@ -55,6 +56,7 @@ __all__ = [
     "GateSettings",
     "NaiveRelative",
     "Overlap",
+    "block",
     "brief",
     "compare",
     "credibly_worse",

@@ -1,29 +1,32 @@
-"""Which evidence gates two versions, read from their runs' full ``metrics.json``.
+"""The evidence a run leaves for the gate (its ``gate.json``), and the gate on two runs.
 
-Beside ``protocol`` and ``models``, the trainer writes a ``gate`` block (tables are columnar:
-one list per column, all of one length; errors are absolute, in sales units)::
+The trainer writes ``gate.json`` beside ``metrics.json`` (see :func:`block`; tables are
+columnar: one list per column, all of one length; errors and values are in sales units)::
 
-    "gate": {
-      "format": 1,
-      "id": "r-...",            # this run's id; an overlap names the champion it scored by it
+    {
+      "format": 2,
+      "id": "gs://.../runs/r-...",  # the run
       "series": ["s1", ...],    # every series the model forecasts
-      "active": ["s1", ...],    # optional: every series of the snapshot still active at its
-                                #   end, forecast or not (absent: all the champion's count)
-      "backtest": {             # the run's own rolling-origin backtest, as serving forecasts
-        "series": [...], "window": [...], "step": [...],    # window: the origin's date
+      "inactive": ["s9", ...],  # series of its data it does not forecast: silent too long
+      "backtest": {             # its rolling-origin backtest, as serving forecasts (no plan)
+        "series": [...], "window": [...], "step": [...],   # window: the first forecast date
         "model": [...], "naive": [...],  # |error| of the model and of seasonal naive
         "scale": [...]          # the series' in-sample seasonal-naive MAE before the window
       },
-      "overlap": {              # optional: the champion's stored forecasts and this run's
-        "champion_id": "r-...", #   backtest from the same origin, against the same actuals
-        "series": [...], "window": [...], "step": [...],
-        "champion": [...], "challenger": [...], "scale": [...]
+      "forecast": {             # what it serves: its forecast from the end of its data
+        "series": [...], "window": [...], "step": [...], "forecast": [...]
+      },
+      "since": {                # its backtest from the data ends of earlier runs (a champion's
+        "series": [...], "window": [...], "step": [...],   # forecast window), with the
+        "forecast": [...], "actual": [...], "scale": [...] # actuals that arrived since
       }
     }
 
-The block does not fit a registry version's metrics (8 KB on Vertex AI; :func:`salesmesh.
-rollout.policy.summary` drops it), so the caller reads both runs' ``metrics.json`` from their
-artifacts. A version without the block (an older run) is gated by :func:`policy.gate` as before.
+When the challenger's ``since`` holds the window of the champion's ``forecast``, the two are
+scored against the same actuals (an :class:`Overlap`). The evidence does not fit a registry
+version's metrics (8 KB on Vertex AI), so the gate reads both runs' ``gate.json`` from their
+artifacts (:mod:`salesmesh.gate.runs`). A version without it (an older run) is gated by
+:func:`policy.gate` as before.
 """
 
 from __future__ import annotations
@@ -50,7 +53,11 @@ from salesmesh.gate.decide import Coverage, decide
 from salesmesh.rollout import policy
 
 GATE = "gate"
-FORMAT = 1
+FILE = "gate.json"
+FORMAT = 2
+BACKTEST, FORECAST, SINCE = "backtest", "forecast", "since"
+FORECAST_COLUMNS = ("series", "window", "step", "forecast")
+SINCE_COLUMNS = ("series", "window", "step", "forecast", "actual", "scale")
 # what must match for two backtests' ratios to seasonal naive to be comparable
 SAME = ("horizon", "freq", "season_length")
 
@@ -61,28 +68,75 @@ class Evidence:
 
     id: str
     series: frozenset[str]
-    active: frozenset[str] | None
+    inactive: frozenset[str]
     backtest: pd.DataFrame
-    overlap: pd.DataFrame | None
-    champion_id: str | None  # whom ``overlap`` scored
+    forecast: pd.DataFrame | None
+    since: pd.DataFrame | None
+
+    @property
+    def window(self) -> str | None:
+        """The first date this run forecasts (its ``forecast``'s window), if it says."""
+        if self.forecast is None or self.forecast.empty:
+            return None
+        return str(self.forecast["window"].iloc[0])
+
+
+def block(
+    run_id: str,
+    series: Sequence[str],
+    inactive: Sequence[str],
+    backtest: pd.DataFrame,
+    forecast: pd.DataFrame,
+    since: pd.DataFrame,
+) -> dict[str, Any]:
+    """The ``gate.json`` of a run, from its tables (columns as in the module docstring)."""
+    return {
+        "format": FORMAT,
+        "id": run_id,
+        "series": sorted(str(s) for s in series),
+        "inactive": sorted(str(s) for s in inactive),
+        BACKTEST: _columnar(backtest, BACKTEST_COLUMNS),
+        FORECAST: _columnar(forecast, FORECAST_COLUMNS),
+        SINCE: _columnar(since, SINCE_COLUMNS),
+    }
+
+
+def _columnar(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Plain JSON lists; figures to 6 significant digits, a missing one as null."""
+    table: dict[str, list[Any]] = {}
+    for column in columns:
+        values = frame[column]
+        if column in ("series", "window"):
+            table[column] = values.astype(str).tolist()
+        elif column == "step":
+            table[column] = values.astype(int).tolist()
+        else:
+            table[column] = [
+                float(f"{v:.6g}") if math.isfinite(v) else None for v in values.astype(float)
+            ]
+    return table
 
 
 def read(metrics: Mapping[str, Any]) -> Evidence | None:
-    """The ``gate`` block of a run's metrics, None when it has none, or GateEvidenceError."""
-    block = metrics.get(GATE)
-    if block is None:
+    """The ``gate`` entry of a run's metrics (its ``gate.json``), None when it has none, or
+    GateEvidenceError."""
+    found = metrics.get(GATE)
+    if found is None:
         return None
-    if not isinstance(block, Mapping) or block.get("format") != FORMAT:
-        raise GateEvidenceError(f"the '{GATE}' block is not format {FORMAT}")
-    overlap = block.get("overlap")
+    if not isinstance(found, Mapping) or found.get("format") != FORMAT:
+        raise GateEvidenceError(f"the {FILE} is not format {FORMAT}")
     return Evidence(
-        id=str(block.get("id") or ""),
-        series=frozenset(_names(block, "series")),
-        active=frozenset(_names(block, "active")) if "active" in block else None,
-        backtest=_frame(block.get("backtest"), BACKTEST_COLUMNS, "backtest"),
-        overlap=None if overlap is None else _frame(overlap, OVERLAP_COLUMNS, "overlap"),
-        champion_id=None if overlap is None else str(overlap.get("champion_id") or ""),
+        id=str(found.get("id") or ""),
+        series=frozenset(_names(found, "series")),
+        inactive=frozenset(_names(found, "inactive")) if "inactive" in found else frozenset(),
+        backtest=_frame(found.get(BACKTEST), BACKTEST_COLUMNS, BACKTEST),
+        forecast=_optional(found, FORECAST, FORECAST_COLUMNS),
+        since=_optional(found, SINCE, SINCE_COLUMNS),
     )
+
+
+def _optional(found: Mapping[str, Any], name: str, columns: Sequence[str]) -> pd.DataFrame | None:
+    return None if found.get(name) is None else _frame(found[name], columns, name)
 
 
 def judge(
@@ -94,8 +148,9 @@ def judge(
     """Gate ``challenger`` against ``champion`` (full metrics.json dicts) on the soundest
     evidence both carry: overlap, else naive-relative, else :func:`policy.gate`.
 
-    ``coverage`` defaults to the series the two gate blocks list; pass it (from each run's
-    series.csv) to check coverage for older runs too.
+    ``coverage`` defaults to the series the two runs forecast, a series counting as active
+    unless the challenger's data shows it silent; pass it (from each run's series.csv) to
+    check coverage for older runs too.
     """
     settings = settings or GateSettings()
     mase = (_mase(challenger), None if champion is None else _mase(champion))
@@ -108,7 +163,7 @@ def judge(
         who = "the challenger" if mine is None else "the champion"
         return _legacy(challenger, champion, settings, coverage, f"{who} has no gate evidence")
     if coverage is None and theirs is not None:
-        coverage = Coverage(theirs.series, mine.series, mine.active)
+        coverage = Coverage(theirs.series, mine.series, theirs.series - mine.inactive)
     try:
         baseline = versus_naive(mine.backtest, settings)
     except GateEvidenceError as exc:
@@ -129,21 +184,23 @@ def _against(
 ) -> tuple[Comparison | None, str]:
     """The comparison with the champion, and a note on why it is the one used."""
     notes = []
-    if mine.overlap is not None and mine.champion_id and mine.champion_id == theirs.id:
-        counts = mine.overlap.groupby("series")["champion"].count()
+    window, forecast, since = theirs.window, theirs.forecast, mine.since
+    if window is None or forecast is None or since is None or since.empty:
+        notes.append("no overlapping actuals yet")
+    elif not (since["window"] == window).any():
+        notes.append(f"no backtest from the champion's first forecast date {window}")
+    else:
+        rows = _overlap(since[since["window"] == window], forecast)
+        counts = rows.dropna(subset=["champion"]).groupby("series")["champion"].count()
         long_enough = counts.index[counts >= settings.min_overlap_points]
         if len(long_enough):
-            rows = mine.overlap[mine.overlap["series"].isin(long_enough)]
+            rows = rows[rows["series"].isin(long_enough)]
             try:
                 return compare(Overlap(rows), settings), "scored against the same actuals"
             except GateEvidenceError as exc:
                 notes.append(f"overlap unusable: {exc}")
         else:
             notes.append(f"overlap under {settings.min_overlap_points} points a series")
-    elif mine.overlap is not None:
-        notes.append(f"overlap scored champion {mine.champion_id!r}, not {theirs.id!r}")
-    else:
-        notes.append("no overlapping actuals yet")
     mine_protocol = challenger.get("protocol") or {}
     their_protocol = champion.get("protocol") or {}
     for key in SAME:
@@ -174,6 +231,26 @@ def _legacy(
     return replace(decision, evidence=evidence)
 
 
+def _overlap(since: pd.DataFrame, forecast: pd.DataFrame) -> pd.DataFrame:
+    """The champion's forecasts and the challenger's backtest from the same first date,
+    against the actuals that arrived since: one row per series and step both forecast."""
+    both = since.merge(
+        forecast.rename(columns={"forecast": "served"}), on=["series", "window", "step"]
+    )
+    actual = pd.to_numeric(both["actual"], errors="coerce")
+    return pd.DataFrame(
+        {
+            "series": both["series"],
+            "window": both["window"],
+            "step": both["step"],
+            "champion": (pd.to_numeric(both["served"], errors="coerce") - actual).abs(),
+            "challenger": (pd.to_numeric(both["forecast"], errors="coerce") - actual).abs(),
+            "scale": both["scale"],
+        },
+        columns=list(OVERLAP_COLUMNS),
+    )
+
+
 def _frame(table: Any, columns: Sequence[str], name: str) -> pd.DataFrame:
     if not isinstance(table, Mapping):
         raise GateEvidenceError(f"the '{name}' table is missing")
@@ -189,7 +266,7 @@ def _frame(table: Any, columns: Sequence[str], name: str) -> pd.DataFrame:
 def _names(block: Mapping[str, Any], key: str) -> list[str]:
     names = block.get(key)
     if not isinstance(names, list):
-        raise GateEvidenceError(f"the '{GATE}' block's '{key}' is not a list of series")
+        raise GateEvidenceError(f"the {FILE}'s '{key}' is not a list of series")
     return [str(n) for n in names]
 
 

@@ -32,6 +32,9 @@ from salesmesh.sales.store import HistoryStore
 from salesmesh.sales.uri import HistoryUri
 
 QUIET_FACTOR = 10  # a stream that never pauses still trains after quiet x this
+# The trainer backtests from the data ends of up to EARLIER runs before it (each costs about
+# one more backtest origin), found among the last LOOKBACK snapshots.
+EARLIER, LOOKBACK = 2, 20
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Resolved:
     snapshot: Snapshot
     loaded: LoadResult
     uri: HistoryUri
+    # the last dates of the snapshots before it (newest first, each once): where the runs
+    # that may be serving now ended their data, so the gate can score them on what came after
+    earlier_ends: tuple[str, ...] = ()
 
     def identity(self) -> dict[str, Any]:
         """The manifest's ``data`` entry: the pinned URI, the snapshot and its uploads."""
@@ -104,7 +110,24 @@ def resolve(
     text = rows.to_csv(index=False, date_format="%Y-%m-%d").encode()
     source = SourceInfo(str(pinned), snapshot.bytes, snapshot.id, md5_base64(data))
     loaded = load_sales_bytes(text, str(pinned), contract, source=source)
-    return Resolved(snapshot, loaded, pinned)
+    return Resolved(snapshot, loaded, pinned, earlier_ends(store, snapshot))
+
+
+def earlier_ends(store: HistoryStore, snapshot: Snapshot, limit: int = EARLIER) -> tuple[str, ...]:
+    """Up to ``limit`` distinct last dates of ``snapshot``'s ancestors, before its own, newest
+    first (looking back at most ``LOOKBACK`` snapshots)."""
+    ends: list[str] = []
+    current, seen = snapshot, 0
+    while current.parent is not None and seen < LOOKBACK and len(ends) < limit:
+        try:
+            current = store.snapshot(current.parent)
+        except SourceError:
+            break  # an ancestor gone (cleaned up): the gate falls back, nothing is lost
+        seen += 1
+        end = current.date_max
+        if end and (snapshot.date_max is None or end < snapshot.date_max) and end not in ends:
+            ends.append(end)
+    return tuple(ends)
 
 
 def wait_until_still(
