@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from run_folders import upload_folder
 
-from salesmesh.artifact import MANIFEST, fetch, sha256_file
+from salesmesh.artifact import MANIFEST, fetch, read_files, sha256_file
 from salesmesh.data.source import storage_client
 from salesmesh.errors import ArtifactIntegrityError, SourceError
 
@@ -141,3 +141,20 @@ def test_missing_local_folder_is_a_source_error(tmp_path: Path):
     """A local path that is not a folder is a SourceError naming it."""
     with pytest.raises(SourceError, match=f"artifact {tmp_path / 'nope'} is not a folder"):
         fetch(str(tmp_path / "nope"), tmp_path, REQUIRED)
+
+
+def test_read_files_checks_each_file_it_reads_against_the_manifest(
+    bucket: Any, uploaded: str, model_artifact: Path
+):
+    """A few files of a run, from the bucket or a folder, each verified; a file the manifest
+    does not list reads as None (an older run); a replaced one is refused by name."""
+    for where in (uploaded, str(model_artifact)):
+        found = read_files(where, ("gate.json", "series.csv", "not-in-this-run.json"))
+        assert found["gate.json"] == (model_artifact / "gate.json").read_bytes()
+        assert found["series.csv"] == (model_artifact / "series.csv").read_bytes()
+        assert found["not-in-this-run.json"] is None
+    bucket.blob("runs/r1/gate.json").upload_from_string("{}")
+    with pytest.raises(ArtifactIntegrityError, match=r"gate\.json: sha256 differs"):
+        read_files(uploaded, ("gate.json",))
+    with pytest.raises(ArtifactIntegrityError, match=r"has no manifest\.json"):
+        read_files(f"gs://{bucket.name}/runs/none", ("gate.json",))

@@ -62,7 +62,9 @@ def test_worse_run_is_registered_but_gated(
     assert world.ship(good, "r-good")["state"] == "deployed"
     gated = world.ship(model_artifact, "r-worse")
     assert gated["state"] == "gated"
-    assert "worse than the champion's 0.5000" in gated["reason"]
+    assert "credibly worse" in gated["reason"], gated["reason"]
+    assert "higher than the champion's" in gated["reason"]
+    assert gated["gate"]["mode"] == "naive_relative"
     version = world.registry.get(gated["version_id"])
     assert version is not None and version.labels["salesmesh-deploy"] == "gated"
     assert [d.version_id for d in world.endpoint.deployed()] == ["1"]

@@ -12,7 +12,8 @@ import json
 import platform
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -125,25 +126,10 @@ def fetch(uri: str, workdir: Path, required: Iterable[str] = ()) -> tuple[Path, 
 def _download(uri: str, folder: Path) -> None:
     """The manifest at ``uri``, then every file it lists, into ``folder``."""
     from google.api_core import exceptions as api_exceptions
-    from google.auth import exceptions as auth_exceptions
-    from requests import RequestException
 
-    from salesmesh.data.source import split_gcs_uri, storage_client
-
-    bucket_name, manifest_name = split_gcs_uri(uri.rstrip("/") + "/" + MANIFEST)
-    prefix = manifest_name.removesuffix(MANIFEST)
-    unreadable = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, RequestException)
-    try:
-        bucket = storage_client().bucket(bucket_name)
-        blob = bucket.get_blob(manifest_name)
-        if blob is None:
-            if bucket.client.lookup_bucket(bucket_name) is None:
-                raise SourceError(f"artifact {uri}: bucket {bucket_name} not found")
-            raise ArtifactIntegrityError(
-                f"artifact {uri} has no {MANIFEST}: the run is unfinished (a run writes it "
-                "last) or the URI names the wrong folder"
-            )
-        blob.download_to_filename(str(folder / MANIFEST))
+    with _reading(uri):
+        bucket, prefix = _manifest_blob(uri)
+        bucket.blob(prefix + MANIFEST).download_to_filename(str(folder / MANIFEST))
         for name in _listed(uri, folder / MANIFEST):
             target = folder.joinpath(*PurePosixPath(name).parts)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,14 +138,88 @@ def _download(uri: str, folder: Path) -> None:
             except api_exceptions.NotFound as exc:
                 target.unlink(missing_ok=True)  # the client leaves an empty file behind
                 raise ArtifactIntegrityError(
-                    f"artifact {uri} lists {name} but gs://{bucket_name}/{prefix}{name} is missing"
+                    f"artifact {uri} lists {name} but gs://{bucket.name}/{prefix}{name} is missing"
                 ) from exc
+
+
+def read_files(uri: str, names: Iterable[str]) -> dict[str, bytes | None]:
+    """Some files of the run at ``uri`` (gs:// or a local folder), each checked against the
+    manifest's sha256 without fetching the rest; None for a file the manifest does not list
+    (a run older than it). ArtifactIntegrityError for a file that differs or is missing."""
+    from google.api_core import exceptions as api_exceptions
+
+    read: Callable[[str], bytes]
+    with tempfile.TemporaryDirectory(prefix="salesmesh-read-") as scratch, _reading(uri):
+        if uri.startswith("gs://"):
+            bucket, prefix = _manifest_blob(uri)
+            manifest = Path(scratch) / MANIFEST
+            manifest.write_bytes(bucket.blob(prefix + MANIFEST).download_as_bytes())
+
+            def read(name: str) -> bytes:
+                return bytes(bucket.blob(prefix + name).download_as_bytes())
+
+        else:
+            folder = Path(uri.removeprefix("file://"))
+            manifest = folder / MANIFEST
+            if not manifest.is_file():
+                raise ArtifactIntegrityError(f"artifact {uri} has no {MANIFEST}")
+
+            def read(name: str) -> bytes:
+                return folder.joinpath(*PurePosixPath(name).parts).read_bytes()
+
+        listed = set(_listed(uri, manifest))
+        files = json.loads(manifest.read_text())["files"]
+        found: dict[str, bytes | None] = {}
+        for name in names:
+            if name not in listed:
+                found[name] = None
+                continue
+            try:
+                data = read(name)
+            except (api_exceptions.NotFound, FileNotFoundError) as exc:
+                raise ArtifactIntegrityError(
+                    f"artifact {uri} lists {name} but it is missing"
+                ) from exc
+            if hashlib.sha256(data).hexdigest() != files[name].get("sha256"):
+                raise ArtifactIntegrityError(
+                    f"artifact {uri}: {name}: sha256 differs from the manifest (altered or corrupt)"
+                )
+            found[name] = data
+    return found
+
+
+def _manifest_blob(uri: str) -> tuple[Any, str]:
+    """(bucket, prefix) of the run at gs:// ``uri``, after checking its manifest is there."""
+    from salesmesh.data.source import split_gcs_uri, storage_client
+
+    bucket_name, manifest_name = split_gcs_uri(uri.rstrip("/") + "/" + MANIFEST)
+    bucket = storage_client().bucket(bucket_name)
+    if bucket.get_blob(manifest_name) is None:
+        if bucket.client.lookup_bucket(bucket_name) is None:
+            raise SourceError(f"artifact {uri}: bucket {bucket_name} not found")
+        raise ArtifactIntegrityError(
+            f"artifact {uri} has no {MANIFEST}: the run is unfinished (a run writes it "
+            "last) or the URI names the wrong folder"
+        )
+    return bucket, manifest_name.removesuffix(MANIFEST)
+
+
+@contextmanager
+def _reading(uri: str) -> Iterator[None]:
+    """Storage failures while reading the run at ``uri`` as SourceError, naming it."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+    from requests import RequestException
+
+    unreadable = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError, RequestException)
+    try:
+        yield
     except api_exceptions.Forbidden as exc:
         raise SourceError(f"artifact {uri}: access denied: {exc}") from exc
     except unreadable as exc:
         raise SourceError(f"artifact {uri} cannot be read: {exc}") from exc
     except OSError as exc:
-        raise SourceError(f"artifact {uri} cannot be copied to {folder}: {exc}") from exc
+        raise SourceError(f"artifact {uri} cannot be read or copied: {exc}") from exc
 
 
 def _listed(uri: str, manifest: Path) -> list[str]:

@@ -32,6 +32,7 @@ from fake_vertex import LOCATION, PROJECT, FakeVertex, serving
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.tasks_v2 import CloudTasksClient
 
+from salesmesh.artifact import read_files
 from salesmesh.backends.gcp_endpoint import VertexEndpoint
 from salesmesh.backends.gcp_metrics import CloudMonitoringMetrics
 from salesmesh.backends.gcp_registry import VertexModelRegistry
@@ -154,6 +155,9 @@ class GcpRollouts:
             tasks=self.parts["tasks"],
             log=self.log,
             clock=self.now,
+            # the runs' files are read from the folders the fake Vertex AI serves them from,
+            # checked against their manifests like any run in Cloud Storage
+            read_run=lambda uri, names: read_files(str(self.vertex.artifacts[uri]), names),
         )
 
     def _fallible(self, real: Callable[..., Any]) -> Callable[..., Any]:

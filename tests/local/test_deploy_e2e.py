@@ -10,11 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import pytest
 from mesh_cli import cli, cli_json, leftover_processes, start_mesh
 from mesh_waits import wait_for
+from run_folders import variant
 
 from salesmesh.local.binary import finalized_event, post
 from salesmesh.sample import write_sample
@@ -51,25 +50,6 @@ def _split(state: Path) -> dict[str, int]:
     return {t["version_id"]: t["percent"] for t in _versions(state)["traffic"]}
 
 
-def _random_walk(path: Path) -> None:
-    """Sales that wander like a random walk: no model forecasts them well (MASE ~1.2)."""
-    rng = np.random.default_rng(1)
-    dates = pd.date_range("2024-01-01", periods=300, freq="D").strftime("%Y-%m-%d")
-    frames = [
-        pd.DataFrame(
-            {
-                "date": dates,
-                "store_id": store,
-                "product_id": product,
-                "sales": np.maximum(0, 200 + np.cumsum(rng.normal(0, 15, len(dates)))).round(),
-            }
-        )
-        for store in ("S01", "S02")
-        for product in ("P001", "P002", "P003")
-    ]
-    pd.concat(frames).to_csv(path, index=False)
-
-
 def _upload_run(emulator: str, folder: Path, prefix: str, monkeypatch: Any) -> None:
     """Publish a run folder to the mesh's model bucket as a trainer would, manifest last."""
     from run_folders import upload_folder
@@ -81,7 +61,7 @@ def _upload_run(emulator: str, folder: Path, prefix: str, monkeypatch: Any) -> N
 
 
 def test_upload_train_deploy_predict_gate_and_failed_health(
-    tmp_path: Path, broken_artifact: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, model_artifact: Path, broken_artifact: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A good upload serves a 28-day forecast; duplicates, a worse model and a broken one
     change nothing; an equal one takes over with the old champion as warm standby; all of it
@@ -142,14 +122,15 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         assert [v["version_id"] for v in _settled(state, 1)] == [first["version_id"]]
         assert _split(state) == {first["version_id"]: 100}
 
-        worse = tmp_path / "worse.csv"
-        _random_walk(worse)
-        assert _cli(state, "upload", str(worse)).returncode == 0
+        # a run of the same data whose model errs twice as much on every backtest point (the
+        # session's model_artifact was trained on this very sample) is kept out
+        worse = variant(model_artifact, tmp_path / "worse", 2 * first["metrics"]["mase"])
+        _upload_run(info["storage_emulator_host"], worse, "runs/r-worse", monkeypatch)
         gated = _settled(state, 2)[1]
         assert (gated["state"], gated["deployed_model_id"], gated["aliases"]) == ("gated", None, [])
         assert _split(state) == {first["version_id"]: 100}
         reasons = (state / "logs" / "mesh.jsonl").read_text()
-        assert "worse than the champion's" in reasons
+        assert "credibly worse" in reasons and gated["gate"]["mode"] == "naive_relative"
 
         _upload_run(info["storage_emulator_host"], broken_artifact, "runs/r-broken", monkeypatch)
         failed = _settled(state, 3)[2]

@@ -164,7 +164,7 @@ def brief(evidence: Mapping[str, Any] | None) -> str:
     """The evidence in a few words, for a column of ``salesmesh versions``."""
     if not evidence:
         return "-"
-    found = evidence.get("comparison") or {}
+    found = evidence.get("comparison") or evidence.get("baseline") or {}
     if not found:
         return str(evidence.get("mode") or "-")
     low, high = found.get("interval") or (None, None)

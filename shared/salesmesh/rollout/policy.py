@@ -3,7 +3,9 @@
 No I/O and no cloud SDK here: :mod:`salesmesh.rollout.deploy` feeds these the registry's and the
 endpoint's state and carries out what they return, so every rule is testable on plain data.
 
-The gate compares backtest metrics (``metrics.json`` of each run, summarised on each registry
+The promotion gate is :mod:`salesmesh.gate`; :func:`gate` here is its fallback for runs
+trained before they left gate evidence (``gate.json``). It compares backtest metrics
+(``metrics.json`` of each run, summarised on each registry
 version as ``{"protocol": {...}, "models": {"salesmesh": {"mase": ...}, ...}}``). MASE is scaled
 by each series' own in-sample seasonal-naive error, so it can be compared across two uploads of
 the same business when both were backtested the same way: same horizon, frequency, season

@@ -112,7 +112,9 @@ def start(doc: dict[str, Any], entry: Mapping[str, Any], at: float, **fields: An
         **fields,
     }
     transition(doc, State.REGISTERED, at, "passed the gate: " + str(fields.get("gate", "")))
-    set_version(doc, entry["version_id"], ROLLING_OUT, at)
+    # the version keeps why it passed, and on what evidence, after the rollout is forgotten
+    gate = {"reason": str(fields.get("gate", "")), **dict(fields.get("evidence") or {})}
+    set_version(doc, entry["version_id"], ROLLING_OUT, at, gate=gate)
 
 
 def transition(doc: dict[str, Any], state: State, at: float, reason: str) -> None:

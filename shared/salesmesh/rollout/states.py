@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from salesmesh.errors import DeployError, MeshError, MetricsError
+from salesmesh.gate.compare import GateSettings
+from salesmesh.gate.runs import judge_versions
 from salesmesh.ports import CHAMPION, PREVIOUS, Health
 from salesmesh.rollout import policy, record
 from salesmesh.rollout.converge import commit, label, reconcile, versions_of
@@ -44,14 +46,16 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
         reason = f"version {version_id} is no longer in the registry"
         decision = policy.GateDecision(False, reason)
     else:
-        decision = policy.gate(
-            version.metrics, champion.metrics if champion else None, world.settings.gate_tolerance
-        )
+        settings = GateSettings(tolerance=world.settings.gate_tolerance)
+        decision = judge_versions(version, champion, settings, world.read_run)
+    evidence = {"reason": decision.reason, **dict(decision.evidence or {})}
     if not decision.passed:
 
         def gate_out(doc: dict[str, Any]) -> None:
             doc["queue"] = doc["queue"][1:]
-            record.set_version(doc, version_id, record.GATED, now, reason=decision.reason)
+            record.set_version(
+                doc, version_id, record.GATED, now, reason=decision.reason, gate=evidence
+            )
 
         written = commit(world, snapshot, gate_out, 0.0)
         log.warning(f"version {version_id} gated, not deployed: {decision.reason}")
@@ -67,6 +71,7 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
             entry,
             now,
             gate=decision.reason,
+            evidence=decision.evidence,
             before=before,
             champion=champion.version_id if champion else None,
         ),

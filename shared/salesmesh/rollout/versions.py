@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from salesmesh.gate.decide import brief
 from salesmesh.ports import Endpoint, ModelRegistry
 from salesmesh.rollout.deploy import CORRELATION_LABEL, RUN_LABEL
 from salesmesh.rollout.steps import STATE_LABEL
@@ -50,6 +51,8 @@ def gather(
                 "relative_mase_vs_seasonal_naive": (
                     round(mase / naive, 4) if mase is not None and naive else None
                 ),
+                # why the gate let it through or kept it out, and on what evidence
+                "gate": known.get("gate"),
                 "deployed_model_id": deployed.get(version.version_id),
                 "traffic": split.get(deployed.get(version.version_id, ""), 0),
             }
@@ -69,7 +72,9 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
     versions = gathered["versions"]
     if not versions:
         return f"model {model}: no versions yet (upload sales data to train the first one)"
-    rows = [("VERSION", "ALIASES", "STATE", "MASE", "VS NAIVE", "TRAFFIC", "RUN", "CREATED")]
+    rows = [
+        ("VERSION", "ALIASES", "STATE", "MASE", "VS NAIVE", "GATE", "TRAFFIC", "RUN", "CREATED")
+    ]
     for v in versions:
         mase = v["metrics"].get("mase")
         relative = v["relative_mase_vs_seasonal_naive"]
@@ -80,12 +85,16 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
                 v["state"] or "-",
                 "-" if mase is None else f"{mase:.4f}",
                 "-" if relative is None else f"{relative:.3f}",
+                brief(v.get("gate")),
                 f"{v['traffic']}%" if v["deployed_model_id"] else "not deployed",
                 v["run_id"] or "-",
                 v["created"],
             )
         )
-    lines = [f"model {model}: {len(versions)} version(s)", *_table(rows), ""]
+    lines = [f"model {model}: {len(versions)} version(s)", *_table(rows)]
+    gated = [v for v in versions if v["state"] == "gated" and v["reason"]]
+    lines += [f"  version {v['version_id']} gated: {v['reason']}" for v in gated[-3:]]
+    lines.append("")
     split = gathered["traffic"]
     lines.append(f"endpoint {endpoint}: " + ("nothing deployed" if not split else "traffic split"))
     for entry in split:

@@ -5,14 +5,16 @@ clock) and its pace. Built at the edge (``salesmesh.runtime.rollouts``); see
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from salesmesh import artifact
 from salesmesh.logs import Logger
 from salesmesh.ports import Endpoint, Metrics, ModelRegistry, TaskQueue
 from salesmesh.rollout.ledger import LedgerStore
 from salesmesh.settings import Settings
 
+Reader = Callable[[str, Iterable[str]], Mapping[str, bytes | None]]
 STEP_EVENT = "dev.salesmesh.rollout.v1.step"
 FUNCTION = "deploy_model"
 STATE_LABEL = "salesmesh-deploy"  # a searchable copy of the version's state; the ledger rules
@@ -60,6 +62,8 @@ class Rollouts:
     clock: Callable[[], float] = time.time
     who: str = FUNCTION
     pace: Timing | None = None  # None: the settings' backend's (Timing.of)
+    # reads files of a version's run, checked against its manifest (the gate's evidence)
+    read_run: Reader = artifact.read_files
 
     @property
     def timing(self) -> Timing:
