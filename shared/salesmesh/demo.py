@@ -36,9 +36,6 @@ NEWER_DAYS = 28  # version 2 sees this many more days than version 1
 SLOW_MS = 800.0  # the fault: well over the 500 ms p99 threshold
 DEMO_ENV = {
     "SALESMESH_ALERT_SCALE": "0.05",
-    # both versions are judged on different backtest windows; the demo is about the chain, so
-    # the gate lets a challenger through unless it is 50 % worse
-    "SALESMESH_GATE_TOLERANCE": "0.5",
     # one upload at a time: a run need not wait for a burst to settle
     "SALESMESH_HISTORY_QUIET": "1",
 }
