@@ -56,8 +56,8 @@ def random_walk(run: Path, target: Path, sales: Any) -> Path:
     import pandas as pd
 
     from salesmesh.artifact import MANIFEST, write_manifest
+    from salesmesh.data.series import series_frame
     from salesmesh.gate import FILE
-    from salesmesh.train import series_frame
 
     shutil.copytree(run, target)
     history, _ = series_frame(sales.assign(date=pd.to_datetime(sales["date"])))

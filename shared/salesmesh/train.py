@@ -25,11 +25,10 @@ from typing import Any
 import pandas as pd
 
 from salesmesh.artifact import MANIFEST, write_manifest
+from salesmesh.data.series import series_frame
 from salesmesh.errors import InvalidDatasetError, MeshError, SourceError, exit_status
 from salesmesh.logs import Logger
 from salesmesh.runtime import LOG_FILE
-
-SERIES_SEPARATOR = "/"
 
 
 class _Progress:
@@ -72,27 +71,6 @@ def _mesh_logger(data: str, env: Mapping[str, str]) -> Logger | None:
     return log.bind(
         correlation_id=events.correlation_id(upload), labels={"run_id": events.run_id(upload)}
     )
-
-
-def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Contract-normalised sales -> (history with ``series_id``, table of series ids).
-
-    A series is one store x product; the table maps ids back for the prediction server.
-    """
-    ids = _id_part(sales["store_id"]) + SERIES_SEPARATOR + _id_part(sales["product_id"])
-    history = sales.drop(columns=["store_id", "product_id"]).assign(series_id=ids)
-    table = (
-        sales[["store_id", "product_id"]]
-        .assign(series_id=ids)
-        .drop_duplicates("series_id")
-        .sort_values("series_id")[["series_id", "store_id", "product_id"]]
-    )
-    return history, table
-
-
-def _id_part(column: pd.Series) -> pd.Series:
-    """Percent-escape the separator, so store 'a/b' + product 'c' and 'a' + 'b/c' stay apart."""
-    return column.astype(str).str.replace("%", "%25").str.replace(SERIES_SEPARATOR, "%2F")
 
 
 def run(
@@ -207,6 +185,7 @@ def _gate_evidence(run_id: str, forecaster: Any, result: Any) -> dict[str, Any]:
             "series": served["series_id"],
             "window": "" if pd.isna(first) else pd.Timestamp(first).date().isoformat(),
             "step": served.groupby("series_id").cumcount() + 1,
+            "date": pd.to_datetime(served["date"]).dt.strftime("%Y-%m-%d"),
             "forecast": served["forecast"],
         }
     )

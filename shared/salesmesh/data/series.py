@@ -236,3 +236,28 @@ def _fill(values: pd.Series, series: IntArray, name: str) -> pd.Series:
     filled = values.groupby(series).ffill()
     filled = filled.fillna(filled.groupby(series).bfill())
     return filled.fillna(0.0 if name == "promo" else filled.median()).astype(np.float64)
+
+
+# a series is one store x product; its id joins the two (escaped) with this
+SERIES_SEPARATOR = "/"
+
+
+def series_frame(sales: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract-normalised sales -> (history with ``series_id``, table of series ids).
+
+    A series is one store x product; the table maps ids back for the prediction server.
+    """
+    ids = _id_part(sales["store_id"]) + SERIES_SEPARATOR + _id_part(sales["product_id"])
+    history = sales.drop(columns=["store_id", "product_id"]).assign(series_id=ids)
+    table = (
+        sales[["store_id", "product_id"]]
+        .assign(series_id=ids)
+        .drop_duplicates("series_id")
+        .sort_values("series_id")[["series_id", "store_id", "product_id"]]
+    )
+    return history, table
+
+
+def _id_part(column: pd.Series) -> pd.Series:
+    """Percent-escape the separator, so store 'a/b' + product 'c' and 'a' + 'b/c' stay apart."""
+    return column.astype(str).str.replace("%", "%25").str.replace(SERIES_SEPARATOR, "%2F")
