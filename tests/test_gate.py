@@ -113,7 +113,8 @@ def overlap(
 def served(sales: np.ndarray, origin: int, model: Forecaster) -> dict[str, Any]:
     """A champion's ``forecast`` table: what it serves from the end of its data, ``origin``."""
     table = rows(sales, origin, {"forecast": model(sales[:, :origin])})
-    return {c: table[c] for c in ("series", "window", "step", "forecast")}
+    table["date"] = [f"day-{origin + step - 1}" for step in table["step"]]
+    return {c: table[c] for c in ("series", "window", "step", "date", "forecast")}
 
 
 def since(sales: np.ndarray, origin: int, model: Forecaster, steps: int = H) -> dict[str, Any]:

@@ -286,3 +286,22 @@ def test_a_rollout_aborted_while_deploying_leaves_no_model_behind(
     assert world.endpoint.traffic() == {first: 100}
     doc = world.ledger.read().document
     assert doc["sweep"] == [] and doc["versions"]["2"]["state"] == "rolled_back"
+
+
+def test_a_live_accuracy_incident_is_logged_and_rolls_nothing_back(
+    world: World, model_artifact: Path, tmp_path: Path
+) -> None:
+    """What salesmesh.accuracy publishes for a degraded champion: alert_handler parses it,
+    logs it whole and leaves the traffic where it is, saying what to do instead."""
+    from salesmesh.accuracy import Live
+    from salesmesh.accuracy.live import incident
+
+    two_versions(world, model_artifact, tmp_path)
+    split = world.endpoint.traffic()
+    live = Live(420, 15, "2024-10-29", "2024-11-25", 1.224, 41.0, -3.0, 0.882)
+    payload = json.dumps(incident(world.settings, "2", live))
+    assert handler.handle_event(event(payload), world.rollouts()) == "unchanged"
+    assert world.endpoint.traffic() == split
+    warning = world.log.messages("WARNING")[-1]
+    assert "Live MASE of version 2 is 1.224 over 420 points" in warning
+    assert "nothing rolled back" in world.log.messages("INFO")[-1]

@@ -298,12 +298,15 @@ def _plan(path: str) -> dict[str, Any]:
 
 
 def _cmd_versions(args: argparse.Namespace) -> int:
-    from salesmesh import runtime
+    from salesmesh import accuracy, runtime
+    from salesmesh.data.source import storage_client
     from salesmesh.rollout import versions
 
     with _reading(args) as settings:
         ledger = runtime.ledger(settings).read().document
-        gathered = versions.gather(runtime.registry(settings), runtime.endpoint(settings), ledger)
+        live = accuracy.recorded(settings, storage_client)
+        registry, endpoint = runtime.registry(settings), runtime.endpoint(settings)
+        gathered = versions.gather(registry, endpoint, ledger, live)
     if args.json:
         print(json.dumps(gathered, indent=2))
     else:

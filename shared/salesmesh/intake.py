@@ -25,7 +25,7 @@ from typing import Any
 from salesmesh import events
 from salesmesh.cas import CasConflictError
 from salesmesh.data import Contract, ValidationReport, load_sales
-from salesmesh.errors import SourceError
+from salesmesh.errors import MeshError, SourceError
 from salesmesh.logs import Logger
 from salesmesh.ports import TrainingLauncher, TrainingRequest, TrainingRun, rfc3339
 from salesmesh.sales import HistoryUri, UploadEntry, open_history
@@ -113,6 +113,8 @@ def handle_upload(
             added=snapshot.added,
             corrected=snapshot.corrected,
         )
+        if merged.rows is not None:
+            _score_live(settings, storage, merged.rows, snapshot.id, log)
 
     source = HistoryUri(history.bucket, history.model, run=run_id, quiet=settings.history_quiet)
     request = TrainingRequest(
@@ -139,6 +141,28 @@ def handle_upload(
     else:
         log.info(f"run {pending.run_id} has not started yet: it will train on this upload too")
     return Outcome(pending.action, "", pending.run, pending.run_id, snapshot.id)
+
+
+def _score_live(
+    settings: Settings, storage: Callable[[], Any], rows: Any, snapshot: str, log: Logger
+) -> None:
+    """New actuals arrived: score what the serving versions forecast for them
+    (:mod:`salesmesh.accuracy`). Never in the upload's way: a failure is logged, and the next
+    merge scores again."""
+    from salesmesh import accuracy
+    from salesmesh.data.series import series_frame
+
+    try:
+        actuals, _ = series_frame(rows)
+        for version, live in accuracy.update(settings, storage, actuals, snapshot, log).items():
+            log.info(
+                f"live accuracy of version {version}: MASE {live.mase:.3f} over {live.points} "
+                f"points of {live.series} series ({live.first}..{live.last}); backtest "
+                f"{live.backtest_mase if live.backtest_mase is not None else '-'}",
+                version=version,
+            )
+    except (MeshError, ValueError, KeyError) as exc:
+        log.warning(f"live accuracy not scored for snapshot {snapshot}: {exc}")
 
 
 def _quarantine(

@@ -47,6 +47,8 @@ ENV_VARS: dict[str, str] = {
     "gate_tolerance": "SALESMESH_GATE_TOLERANCE",
     "keep_deployed": "SALESMESH_KEEP_DEPLOYED",
     "rollback_cooldown": "SALESMESH_ROLLBACK_COOLDOWN",
+    "live_margin": "SALESMESH_LIVE_MARGIN",
+    "live_min_points": "SALESMESH_LIVE_MIN_POINTS",
     "tasks_queue": "SALESMESH_TASKS_QUEUE",
     "deploy_url": "SALESMESH_DEPLOY_URL",
     "tasks_service_account": "SALESMESH_TASKS_SERVICE_ACCOUNT",
@@ -122,6 +124,10 @@ class Settings:
     # after an automatic rollback, incidents do not roll back again for this long (seconds): a
     # flapping alert must not walk the endpoint back through every version it ever had
     rollback_cooldown: float = 600.0
+    # live accuracy: a serving version whose live MASE exceeds its backtest MASE by more than
+    # this fraction, over at least live_min_points scored points, is reported degraded
+    live_margin: float = 0.25
+    live_min_points: int = 28
     # delayed rollout steps: the Cloud Tasks queue, deploy_model's URL it POSTs to, and the
     # identity whose OIDC token Cloud Tasks attaches (the function's invoker)
     tasks_queue: str = "salesmesh-rollout"
@@ -351,6 +357,8 @@ _NUMBERS: dict[str, tuple[type[int] | type[float], Callable[[object], bool], str
     "canary_seconds": (float, _between(0, 86_400), "seconds from 0 to 86400"),
     "gate_tolerance": (float, _between(0, 1), "a fraction from 0 to 1, such as 0.05"),
     "rollback_cooldown": (float, _between(0, 86_400), "seconds from 0 to 86400"),
+    "live_margin": (float, _between(0, 10), "a fraction from 0 to 10, such as 0.25"),
+    "live_min_points": (int, _whole(1), "a positive whole number of points"),
     "alert_scale": (float, _scale, "a factor above 0 and at most 1, such as 0.05"),
 }
 

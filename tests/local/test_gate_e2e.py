@@ -98,8 +98,22 @@ def test_harder_month_promotes_an_unchanged_model_and_a_random_walk_is_gated(
         data.blob("uploads/latest.csv").upload_from_string(
             sales[sales["date"] >= last].to_csv(index=False)
         )
-        second = _decided(state, 2)[1]
+        first, second = _decided(state, 2)
         assert second["state"] == "deployed", second
+        # the new month's actuals scored what version 1 served: every series that still sells
+        live = first["live"]
+        assert (live["points"], live["series"], live["first"]) == (15 * 28, 15, last), live
+        assert live["backtest_mase"] == pytest.approx(first["metrics"]["mase"], rel=1e-3)
+        # a month noisier than any it was backtested on: degraded, published, logged, and
+        # alert_handler leaves the traffic alone
+        assert live["mase"] > 1.25 * live["backtest_mase"] and first["degraded"], live
+        log = state / "logs" / "mesh.jsonl"
+        wait_for(
+            lambda: "a live-accuracy incident: logged, nothing rolled back" in log.read_text(),
+            60,
+            "alert_handler logging the live-accuracy incident",
+        )
+        assert "live-accuracy incident published to the alerts topic" in log.read_text()
         gate = second["gate"]
         assert gate["mode"] == "overlap", gate
         assert gate["comparison"]["windows"]["champion"] == [last]
@@ -118,5 +132,6 @@ def test_harder_month_promotes_an_unchanged_model_and_a_random_walk_is_gated(
         text = cli(state, "versions", extra=EXTRA).stdout
         assert f"version {third['version_id']} gated: " in text
         assert "naive_relative +" in text and "overlap " in text, text
+        assert f"{live['mase']:.4f} ({live['points']} pts)" in text, text
     finally:
         _stop(mesh, state)

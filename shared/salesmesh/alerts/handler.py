@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from salesmesh.alerts.incident import BadIncidentError, Incident, State, parse
+from salesmesh.alerts.incident import ACCURACY_POLICY, BadIncidentError, Incident, State, parse
 from salesmesh.errors import BadEventError
 from salesmesh.rollout import rollback
 from salesmesh.rollout.world import Rollouts
@@ -119,6 +119,13 @@ def _why_not(incident: Incident, world: Rollouts) -> rollback.Outcome | None:
     """Why this incident cannot concern the endpoint's traffic at all, or None."""
     if incident.is_test:
         return rollback.Outcome(rollback.UNCHANGED, "a test notification: nothing is wrong")
+    if incident.policy_name == ACCURACY_POLICY:
+        return rollback.Outcome(
+            rollback.UNCHANGED,
+            "a live-accuracy incident: logged, nothing rolled back (the versions before it "
+            "forecast from older data still); upload newer sales to retrain, or roll back by "
+            "hand with `salesmesh rollback`",
+        )
     ours = world.settings.endpoint_id
     if incident.endpoint_id != ours:
         return rollback.Outcome(

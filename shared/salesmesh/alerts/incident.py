@@ -39,6 +39,9 @@ from salesmesh.errors import BadEventError
 
 VERSION = "1.2"
 TEST_VERSION = "test"
+# the policy_name of incidents salesmesh.accuracy publishes when a serving version's live
+# accuracy degrades: alert_handler logs them and rolls nothing back
+ACCURACY_POLICY = "salesmesh live accuracy"
 
 
 class BadIncidentError(BadEventError):

@@ -14,7 +14,7 @@ columnar: one list per column, all of one length; errors and values are in sales
         "scale": [...]          # the series' in-sample seasonal-naive MAE before the window
       },
       "forecast": {             # what it serves: its forecast from the end of its data
-        "series": [...], "window": [...], "step": [...], "forecast": [...]
+        "series": [...], "window": [...], "step": [...], "date": [...], "forecast": [...]
       },
       "since": {                # its backtest from the data ends of earlier runs (a champion's
         "series": [...], "window": [...], "step": [...],   # forecast window), with the
@@ -56,7 +56,7 @@ GATE = "gate"
 FILE = "gate.json"
 FORMAT = 2
 BACKTEST, FORECAST, SINCE = "backtest", "forecast", "since"
-FORECAST_COLUMNS = ("series", "window", "step", "forecast")
+FORECAST_COLUMNS = ("series", "window", "step", "date", "forecast")
 SINCE_COLUMNS = ("series", "window", "step", "forecast", "actual", "scale")
 # what must match for two backtests' ratios to seasonal naive to be comparable
 SAME = ("horizon", "freq", "season_length")
@@ -106,7 +106,7 @@ def _columnar(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[Any
     table: dict[str, list[Any]] = {}
     for column in columns:
         values = frame[column]
-        if column in ("series", "window"):
+        if column in ("series", "window", "date"):
             table[column] = values.astype(str).tolist()
         elif column == "step":
             table[column] = values.astype(int).tolist()
@@ -234,8 +234,9 @@ def _legacy(
 def _overlap(since: pd.DataFrame, forecast: pd.DataFrame) -> pd.DataFrame:
     """The champion's forecasts and the challenger's backtest from the same first date,
     against the actuals that arrived since: one row per series and step both forecast."""
+    served = forecast.loc[:, ["series", "window", "step", "forecast"]]
     both = since.merge(
-        forecast.rename(columns={"forecast": "served"}), on=["series", "window", "step"]
+        served.rename(columns={"forecast": "served"}), on=["series", "window", "step"]
     )
     actual = pd.to_numeric(both["actual"], errors="coerce")
     return pd.DataFrame(

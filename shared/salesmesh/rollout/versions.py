@@ -16,13 +16,18 @@ from salesmesh.rollout.steps import STATE_LABEL
 
 
 def gather(
-    registry: ModelRegistry, endpoint: Endpoint, ledger: Mapping[str, Any]
+    registry: ModelRegistry,
+    endpoint: Endpoint,
+    ledger: Mapping[str, Any],
+    accuracy: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Versions (oldest first) with aliases, state, metrics and lineage, and the live split.
 
     A version's state and lineage come from the rollout ledger (``ledger``, its document); the
-    registry's labels are only a copy, read for versions the ledger never saw.
+    registry's labels are only a copy, read for versions the ledger never saw. ``accuracy``:
+    the live accuracy record's versions (:func:`salesmesh.accuracy.recorded`).
     """
+    accuracy = accuracy or {}
     decided = ledger.get("versions") or {}
     registered = registry.versions()
     split = endpoint.traffic()
@@ -53,6 +58,9 @@ def gather(
                 ),
                 # why the gate let it through or kept it out, and on what evidence
                 "gate": known.get("gate"),
+                # its served forecasts scored against the actuals that arrived since
+                "live": (accuracy.get(version.version_id) or {}).get("live"),
+                "degraded": (accuracy.get(version.version_id) or {}).get("degraded"),
                 "deployed_model_id": deployed.get(version.version_id),
                 "traffic": split.get(deployed.get(version.version_id, ""), 0),
             }
@@ -73,7 +81,7 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
     if not versions:
         return f"model {model}: no versions yet (upload sales data to train the first one)"
     rows = [
-        ("VERSION", "ALIASES", "STATE", "MASE", "VS NAIVE", "GATE", "TRAFFIC", "RUN", "CREATED")
+        ("VERSION", "ALIASES", "STATE", "MASE", "LIVE MASE", "VS NAIVE", "GATE", "TRAFFIC", "RUN")
     ]
     for v in versions:
         mase = v["metrics"].get("mase")
@@ -84,11 +92,11 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
                 ",".join(v["aliases"]) or "-",
                 v["state"] or "-",
                 "-" if mase is None else f"{mase:.4f}",
+                _live(v.get("live"), v.get("degraded")),
                 "-" if relative is None else f"{relative:.3f}",
                 brief(v.get("gate")),
                 f"{v['traffic']}%" if v["deployed_model_id"] else "not deployed",
                 v["run_id"] or "-",
-                v["created"],
             )
         )
     lines = [f"model {model}: {len(versions)} version(s)", *_table(rows)]
@@ -124,6 +132,14 @@ def render_forecast(response: Mapping[str, Any]) -> str:
         )
         lines += [f"  {day['date']}  {day['sales']:10.2f}" for day in prediction["forecast"]]
     return "\n".join(lines)
+
+
+def _live(live: Mapping[str, Any] | None, degraded: str | None) -> str:
+    """Live MASE and the points behind it, flagged when degraded."""
+    if not live:
+        return "-"
+    text = f"{live['mase']:.4f} ({live['points']} pts)"
+    return text + " DEGRADED" if degraded else text
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:

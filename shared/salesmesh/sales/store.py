@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -55,6 +55,8 @@ class Merged:
     action: str
     snapshot: Snapshot
     attempts: int = 1
+    # the snapshot's rows, when this merge made it (spares a reader downloading them again)
+    rows: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
 
 class HistoryStore:
@@ -157,7 +159,7 @@ class HistoryStore:
             except cas.CasConflictError:
                 time.sleep(random.uniform(0.0, 0.05 * min(attempt, 10)))  # spread the racers
                 continue
-            return Merged("merged", made, attempt)
+            return Merged("merged", made, attempt, rows)
         raise HistoryConflictError(
             f"{self.head.uri} kept moving: {entry.uri} was not merged after {attempts} attempts; "
             "a redelivery of the upload will try again"
