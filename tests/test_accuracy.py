@@ -63,6 +63,10 @@ def test_figures_on_plain_data():
     # 1.0 is 25 % over 0.8: degraded over a 20 % margin, not over 25 % (not "more than")
     assert live.degraded(0.2, 4) and not live.degraded(0.2, 5) and not live.degraded(0.25, 4)
     assert accuracy.score(evidence(served, {"a": 1.0}), actuals.iloc[4:]) is None
+    # a series its backtest never scored (no scale) counts in WAPE and bias, not in MASE
+    unscaled = accuracy.score(evidence(served, {"a": 4.0}), actuals)
+    assert unscaled is not None and (unscaled.points, unscaled.mase) == (4, 0.5)
+    assert unscaled.wape == live.wape
 
 
 @pytest.fixture

@@ -113,8 +113,6 @@ def handle_upload(
             added=snapshot.added,
             corrected=snapshot.corrected,
         )
-        if merged.rows is not None:
-            _score_live(settings, storage, merged.rows, snapshot.id, log)
 
     source = HistoryUri(history.bucket, history.model, run=run_id, quiet=settings.history_quiet)
     request = TrainingRequest(
@@ -140,6 +138,8 @@ def handle_upload(
         log.info(f"training run {run_id} {state} on the history", output=request.output_uri)
     else:
         log.info(f"run {pending.run_id} has not started yet: it will train on this upload too")
+    if merged.rows is not None:  # after the launch: scoring must not delay the training
+        _score_live(settings, storage, merged.rows, snapshot.id, log)
     return Outcome(pending.action, "", pending.run, pending.run_id, snapshot.id)
 
 

@@ -69,3 +69,34 @@ def leftover_processes(state: Path) -> list[str]:
         if named & set(environ) or any(mark in cmdline for mark in marks):
             found.append(f"{proc.name} {cmdline}")
     return found
+
+
+def settled_versions(
+    state: Path, count: int, extra: Mapping[str, str] | None = None, timeout: float = 120.0
+) -> list[dict[str, Any]]:
+    """Wait until exactly ``count`` versions exist, each decided, none queued or rolling out;
+    return them (``salesmesh versions --json``)."""
+    from mesh_waits import wait_for
+
+    final = ("deployed", "standby", "retired", "gated", "failed")
+
+    def check() -> list[dict[str, Any]] | None:
+        listing = cli_json(state, "versions", extra=extra)
+        versions: list[dict[str, Any]] = listing["versions"]
+        done = len(versions) == count and all(v["state"] in final for v in versions)
+        idle = listing["rollout"] is None and not listing["queued"]
+        return versions if done and idle else None
+
+    found: list[dict[str, Any]] = wait_for(check, timeout, f"{count} settled version(s)")
+    return found
+
+
+def mesh_started(state: Path, monkeypatch: Any, timeout: float = 90.0) -> dict[str, Any]:
+    """Wait for a starting mesh's ``mesh.json``; point this process's storage clients at its
+    emulator and return what the file says."""
+    from mesh_waits import wait_for
+
+    wait_for(lambda: (state / "mesh.json").exists(), timeout, "mesh.json")
+    info: dict[str, Any] = json.loads((state / "mesh.json").read_text())
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", info["storage_emulator_host"])
+    return info

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh_cli import cli, cli_json, leftover_processes, start_mesh
+from mesh_cli import cli, cli_json, leftover_processes, settled_versions, start_mesh
 from mesh_waits import wait_for
 from run_folders import variant
 
@@ -34,16 +34,7 @@ def _versions(state: Path) -> dict[str, Any]:
 
 
 def _settled(state: Path, count: int) -> list[dict[str, Any]]:
-    """Wait until ``count`` versions exist, each decided and no rollout running; return them."""
-
-    def check() -> list[dict[str, Any]] | None:
-        listing = _versions(state)
-        versions = listing["versions"]
-        final = ("deployed", "standby", "retired", "gated", "failed")
-        done = len(versions) == count and all(v["state"] in final for v in versions)
-        return versions if done and listing["rollout"] is None else None
-
-    return wait_for(check, 120, f"{count} settled version(s)")
+    return settled_versions(state, count, EXTRA)
 
 
 def _split(state: Path) -> dict[str, int]:

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from mesh_cli import cli, cli_json, start_mesh
+from mesh_cli import cli, mesh_started, settled_versions, start_mesh
 from mesh_waits import wait_for
 from run_folders import random_walk, upload_folder
 from test_deploy_e2e import _stop
@@ -43,23 +43,8 @@ def business() -> tuple[pd.DataFrame, str]:
     return frame, last
 
 
-def _versions(state: Path) -> dict[str, Any]:
-    return cli_json(state, "versions", extra=EXTRA)
-
-
 def _decided(state: Path, count: int) -> list[dict[str, Any]]:
-    """Wait until ``count`` versions exist, none queued or rolling out; the versions."""
-
-    def check() -> list[dict[str, Any]] | None:
-        listing = _versions(state)
-        versions = listing["versions"]
-        done = {"deployed", "gated", "failed", "standby", "retired"}
-        if len(versions) < count or listing["rollout"] or listing["queued"]:
-            return None
-        return versions if all(v["state"] in done for v in versions) else None
-
-    found: list[dict[str, Any]] = wait_for(check, 300, f"{count} version(s) decided")
-    return found
+    return settled_versions(state, count, EXTRA, timeout=300)
 
 
 def test_harder_month_promotes_an_unchanged_model_and_a_random_walk_is_gated(
@@ -73,9 +58,7 @@ def test_harder_month_promotes_an_unchanged_model_and_a_random_walk_is_gated(
     state = tmp_path / "state"
     mesh = start_mesh(state, EXTRA)
     try:
-        wait_for(lambda: (state / "mesh.json").exists(), 90, "mesh.json")
-        info = json.loads((state / "mesh.json").read_text())
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", info["storage_emulator_host"])
+        mesh_started(state, monkeypatch)
         from salesmesh.artifact import fetch
         from salesmesh.data.source import storage_client
 

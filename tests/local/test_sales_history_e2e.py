@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mesh_cli import cli_json, start_mesh
+from mesh_cli import cli_json, mesh_started, start_mesh
 from mesh_waits import wait_for
 from test_deploy_e2e import _stop
 
@@ -75,9 +75,7 @@ def test_one_store_uploads_add_up_and_a_partial_one_removes_nothing(
     state = tmp_path / "state"
     mesh = start_mesh(state, EXTRA)
     try:
-        wait_for(lambda: (state / "mesh.json").exists(), 90, "mesh.json")
-        info = json.loads((state / "mesh.json").read_text())
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", info["storage_emulator_host"])
+        info = mesh_started(state, monkeypatch)
         from salesmesh.data.source import storage_client
 
         data = storage_client().bucket("salesmesh-data")

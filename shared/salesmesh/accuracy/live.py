@@ -7,7 +7,8 @@ ended, checked against the run's manifest) is scored against the snapshot's actu
 dates. Figures, over every (series, date) both have:
 
 - ``mase``: absolute error scaled per series by the in-sample seasonal-naive error its backtest
-  used at its last window, averaged; the same scale as the backtest MASE beside it;
+  used at its last window, averaged; the same scale as the backtest MASE beside it (a series
+  the backtest never scored, having started since, has no scale and is left out of it);
 - ``wape``: total absolute error / total actual sales, in %;
 - ``bias``: (total forecast - total actual) / total actual, in %.
 
@@ -82,12 +83,14 @@ def score(evidence: Mapping[str, Any], actuals: pd.DataFrame) -> Live | None:
     known = actuals.rename(columns={"series_id": "series"}).assign(
         date=lambda f: pd.to_datetime(f["date"])
     )
+    known = known[known["date"] >= forecast["date"].min()]  # only what came after its data
     both = forecast.merge(known[["series", "date", "sales"]], on=["series", "date"])
     both = both.dropna(subset=["forecast", "sales"])
-    if both.empty:
+    # a series its backtest never scored (it started since) has no scale: not in MASE
+    both["scale"] = both["series"].map(_scales(evidence))
+    scaled = both.dropna(subset=["scale"])
+    if scaled.empty:
         return None
-    scale = _scales(evidence)
-    both["scale"] = both["series"].map(scale).fillna(1.0)
     error = (both["forecast"] - both["sales"]).abs()
     total = float(both["sales"].sum())
     return Live(
@@ -95,7 +98,9 @@ def score(evidence: Mapping[str, Any], actuals: pd.DataFrame) -> Live | None:
         series=int(both["series"].nunique()),
         first=both["date"].min().date().isoformat(),
         last=both["date"].max().date().isoformat(),
-        mase=round(float((error / both["scale"]).mean()), 6),
+        mase=round(
+            float(((scaled["forecast"] - scaled["sales"]).abs() / scaled["scale"]).mean()), 6
+        ),
         wape=round(100 * float(error.sum()) / total, 4) if total > 0 else None,
         bias=round(100 * float((both["forecast"] - both["sales"]).sum()) / total, 4)
         if total > 0
