@@ -567,11 +567,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser(
         "versions",
-        help="model versions, their aliases and metrics, and the endpoint's traffic split",
+        help="model versions, their aliases, accuracy and gate verdicts, and the traffic split",
         description="List every registered version of the model (oldest first) with its "
-        "aliases (champion, previous), deployment state, backtest MASE and run, then the "
-        "endpoint's current traffic split, and the rollout in progress. The local mesh by "
-        "default (the running one, or the state it left), Google Cloud with --project.",
+        "aliases (champion, previous), deployment state, backtest MASE, live MASE (its served "
+        "forecasts scored against the sales that arrived since; DEGRADED when worse than the "
+        "backtest by SALESMESH_LIVE_MARGIN), the gate's evidence in brief and run, the reasons "
+        "of the last gated versions, then the endpoint's current traffic split and the "
+        "rollout in progress. --json gives each version's whole gate verdict and live figures. "
+        "The local mesh by default (the running one, or the state it left), Google Cloud with "
+        "--project.",
     )
     listing.add_argument("--project", help="Google Cloud project: read Vertex AI")
     listing.add_argument("--json", action="store_true", help="print as JSON")

@@ -94,8 +94,15 @@ def claim_registration(
     return True
 
 
-def start(doc: dict[str, Any], entry: Mapping[str, Any], at: float, **fields: Any) -> None:
-    """Make the queued ``entry`` the rollout in progress, in state ``registered``."""
+def start(
+    doc: dict[str, Any],
+    entry: Mapping[str, Any],
+    at: float,
+    verdict: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    """Make the queued ``entry`` the rollout in progress, in state ``registered``; the
+    gate's ``verdict`` (its reason and evidence) is kept with the version, not the rollout."""
     doc["queue"] = [q for q in doc["queue"] if q["version_id"] != entry["version_id"]]
     doc["rollout"] = {
         "id": entry["run_id"],
@@ -113,8 +120,7 @@ def start(doc: dict[str, Any], entry: Mapping[str, Any], at: float, **fields: An
     }
     transition(doc, State.REGISTERED, at, "passed the gate: " + str(fields.get("gate", "")))
     # the version keeps why it passed, and on what evidence, after the rollout is forgotten
-    gate = {"reason": str(fields.get("gate", "")), **dict(fields.get("evidence") or {})}
-    set_version(doc, entry["version_id"], ROLLING_OUT, at, gate=gate)
+    set_version(doc, entry["version_id"], ROLLING_OUT, at, gate=dict(verdict or {}))
 
 
 def transition(doc: dict[str, Any], state: State, at: float, reason: str) -> None:

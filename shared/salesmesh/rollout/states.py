@@ -48,13 +48,14 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
     else:
         settings = GateSettings(tolerance=world.settings.gate_tolerance)
         decision = judge_versions(version, champion, settings, world.read_run)
-    evidence = {"reason": decision.reason, **dict(decision.evidence or {})}
+    # kept with the version either way: why, and on what evidence
+    verdict = {"reason": decision.reason, **dict(decision.evidence or {})}
     if not decision.passed:
 
         def gate_out(doc: dict[str, Any]) -> None:
             doc["queue"] = doc["queue"][1:]
             record.set_version(
-                doc, version_id, record.GATED, now, reason=decision.reason, gate=evidence
+                doc, version_id, record.GATED, now, reason=decision.reason, gate=verdict
             )
 
         written = commit(world, snapshot, gate_out, 0.0)
@@ -70,8 +71,8 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
             doc,
             entry,
             now,
+            verdict=verdict,
             gate=decision.reason,
-            evidence=decision.evidence,
             before=before,
             champion=champion.version_id if champion else None,
         ),
