@@ -37,6 +37,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/serve.py --runs 2
 	$(BIN)/python bench/rollout.py
 	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/gate.py
 
 package:
 	$(PYTHON) functions/build.py
