@@ -81,6 +81,32 @@ MUTATIONS = {
         ),
         "deploy_model listens to google_storage_bucket.model, which is missing",
     ),
+    "misspelled argument": (
+        _replace("storage.tf", "uniform_bucket_level_access", "uniform_bucket_level_acess"),
+        "google_storage_bucket.access_logs: the provider knows no argument or block "
+        "'uniform_bucket_level_acess'",
+    ),
+    "misspelled nested argument": (
+        _replace(
+            "storage.tf",
+            "days_since_noncurrent_time = var.noncurrent_days",
+            "days_since_noncurrent = var.noncurrent_days",
+        ),
+        "google_storage_bucket.data.lifecycle_rule[1].condition[0]: the provider knows no "
+        "argument or block 'days_since_noncurrent'",
+    ),
+    "missing required argument": (
+        _replace("apis.tf", "  service = each.value\n", ""),
+        "google_project_service.required: the required argument 'service' is missing",
+    ),
+    "unknown resource type": (
+        _replace(
+            "pubsub.tf",
+            'resource "google_pubsub_topic" "alerts_dead_letter"',
+            'resource "google_pubsub_topics" "alerts_dead_letter"',
+        ),
+        "google_pubsub_topics.alerts_dead_letter: hashicorp/google 8.7.0 has no resource",
+    ),
     "untyped variable": (
         _replace(
             "variables.tf", "  type        = number\n  default     = 90", "  default     = 90"

@@ -111,6 +111,52 @@ def source_problems(config: Config, folder: Path = TERRAFORM) -> list[str]:
     return problems
 
 
+SCHEMA = TERRAFORM / "schema" / "google.json"
+META = frozenset({"count", "for_each", "depends_on", "lifecycle", "provider", "provisioner"})
+
+
+def schema_problems(config: Config, schema_path: Path = SCHEMA) -> list[str]:
+    """Every resource checked against the provider's schema (terraform/schema/google.json,
+    derived from the provider's own metadata): a type it has, arguments and blocks it knows,
+    every required one set."""
+    schema = json.loads(schema_path.read_text())
+    known = schema["resources"]
+    problems = []
+    for kind, named in config["resource"].items():
+        for name, body in named.items():
+            where = f"{kind}.{name}"
+            if kind not in known:
+                problems.append(
+                    f"{where}: {schema['provider']} has no resource {kind} (or its family is "
+                    "not in terraform/schema/derive.py's FAMILIES: add it and derive again)"
+                )
+                continue
+            problems += _against(where, body, known[kind], top=True)
+    return problems
+
+
+def _against(where: str, body: dict[str, Any], schema: dict[str, Any], top: bool) -> list[str]:
+    problems = []
+    arguments = set(schema["arguments"]) | set(schema["optional"])
+    blocks = schema["blocks"]
+    for key, value in body.items():
+        if top and key in META:
+            continue
+        if key in blocks:
+            for index, inner in enumerate(value if isinstance(value, list) else [value]):
+                if isinstance(inner, dict):
+                    problems += _against(f"{where}.{key}[{index}]", inner, blocks[key], top=False)
+        elif key not in arguments:
+            problems.append(f"{where}: the provider knows no argument or block {key!r}")
+    for key in schema["arguments"]:
+        if key not in body:
+            problems.append(f"{where}: the required argument {key!r} is missing")
+    for key, block in blocks.items():
+        if block["required"] and key not in body:
+            problems.append(f"{where}: the required block {key!r} is missing")
+    return problems
+
+
 def variable_problems(config: Config) -> list[str]:
     """Every variable typed and described; every output described."""
     problems = []
@@ -153,5 +199,6 @@ def all_problems(folder: Path = TERRAFORM) -> Iterable[str]:
     config = load(folder)
     yield from bucket_problems(config)
     yield from source_problems(config, folder)
+    yield from schema_problems(config)
     yield from variable_problems(config)
     yield from fmt_problems(folder)
