@@ -134,3 +134,57 @@ def test_a_mutated_copy_fails_naming_the_fix(name: str, tmp_path: Path):
     mutate(copy)
     problems = list(all_problems(copy))
     assert any(expected in p for p in problems), problems
+
+
+def test_the_schema_is_derived_from_the_providers_own_names():
+    """derive.py reads a resource's Terraform name and each argument's from the metadata's
+    registry links, required from optionality, blocks from nested datatypes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("derive", TERRAFORM / "schema" / "derive.py")
+    assert spec is not None and spec.loader is not None
+    derive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(derive)
+    link = "Docs at Terraform Registry: {@link https://x/docs/resources/storage_bucket#%s B#%s}"
+    prop = lambda name, attr, kind, optional=True: {  # noqa: E731
+        "name": name,
+        "optional": optional,
+        "type": kind,
+        "docs": {"remarks": link % (attr, attr)},
+    }
+    types = {
+        "@cdktn/p.b.B": {
+            "kind": "class",
+            "docs": {
+                "summary": "Represents a {@link https://x/docs/resources/storage_bucket "
+                "google_storage_bucket}"
+            },
+            "initializer": {"parameters": [{"type": {"fqn": "@cdktn/p.b.BConfig"}}]},
+        },
+        "@cdktn/p.b.BConfig": {
+            "properties": [
+                prop("name", "name", {"primitive": "string"}, optional=False),
+                prop("publicAccessPrevention", "public_access_prevention", {"primitive": "string"}),
+                prop("versioning", "versioning", {"fqn": "@cdktn/p.b.BVersioning"}),
+            ]
+        },
+        "@cdktn/p.b.BVersioning": {
+            "datatype": True,
+            "properties": [prop("enabled", "enabled", {"primitive": "boolean"}, optional=False)],
+        },
+    }
+    found = derive.derive({"types": types, "name": "p", "version": "1"})
+    assert found["resources"] == {
+        "google_storage_bucket": {
+            "arguments": ["name"],
+            "optional": ["public_access_prevention"],
+            "blocks": {
+                "versioning": {
+                    "arguments": ["enabled"],
+                    "optional": [],
+                    "blocks": {},
+                    "required": False,
+                }
+            },
+        }
+    }
