@@ -25,7 +25,7 @@ resource "google_storage_bucket" "access_logs" {
   depends_on = [google_project_service.required]
 }
 
-# sales uploads (uploads/) fire train_trigger; rejected ones wait under quarantine/ with a reason
+# sales uploads (uploads/) fire train_trigger, which only reads them
 resource "google_storage_bucket" "data" {
   name                        = local.buckets.data
   project                     = var.project_id
@@ -41,16 +41,6 @@ resource "google_storage_bucket" "data" {
   logging {
     log_bucket        = google_storage_bucket.access_logs.name
     log_object_prefix = "data/"
-  }
-
-  lifecycle_rule {
-    condition {
-      age            = var.quarantine_days
-      matches_prefix = ["quarantine/"]
-    }
-    action {
-      type = "Delete"
-    }
   }
 
   lifecycle_rule {
@@ -93,7 +83,9 @@ resource "google_storage_bucket" "model" {
   }
 }
 
-# the rollout ledger, the sales history (sales/<model>/), live accuracy (accuracy/)
+# the rollout ledger, the sales history (sales/<model>/), live accuracy (accuracy/), and
+# rejected uploads with their reasons (quarantine/: no function listens to this bucket, so a
+# quarantined copy fires nothing)
 resource "google_storage_bucket" "state" {
   name                        = local.buckets.state
   project                     = var.project_id
@@ -109,6 +101,16 @@ resource "google_storage_bucket" "state" {
   logging {
     log_bucket        = google_storage_bucket.access_logs.name
     log_object_prefix = "state/"
+  }
+
+  lifecycle_rule {
+    condition {
+      age            = var.quarantine_days
+      matches_prefix = ["quarantine/"]
+    }
+    action {
+      type = "Delete"
+    }
   }
 
   lifecycle_rule {

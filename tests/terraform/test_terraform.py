@@ -21,15 +21,25 @@ def test_the_terraform_keeps_every_rule():
     assert list(all_problems()) == []
 
 
-def test_quarantined_uploads_expire_under_the_prefix_the_functions_write():
-    """The data bucket deletes quarantine/ after var.quarantine_days: the prefix is the one
-    train_trigger quarantines under."""
-    data = load()["resource"]["google_storage_bucket"]["data"]
-    rules = [rule["condition"][0] for rule in data["lifecycle_rule"]]
-    quarantine = [c for c in rules if c.get("matches_prefix")]
-    assert quarantine == [
-        {"age": "${var.quarantine_days}", "matches_prefix": [Settings().quarantine_prefix]}
-    ]
+def test_quarantined_uploads_expire_where_train_trigger_puts_them():
+    """train_trigger copies a rejected upload into the state bucket under the quarantine
+    prefix (pinned by tests/test_intake.py's quarantine test): that bucket, and only it,
+    deletes that prefix after var.quarantine_days."""
+    buckets = load()["resource"]["google_storage_bucket"]
+    found = {
+        name: [rule["condition"][0] for rule in body.get("lifecycle_rule", [])]
+        for name, body in buckets.items()
+    }
+    quarantine = {
+        name: [c for c in rules if c.get("matches_prefix")]
+        for name, rules in found.items()
+        if any(c.get("matches_prefix") for c in rules)
+    }
+    assert quarantine == {
+        "state": [
+            {"age": "${var.quarantine_days}", "matches_prefix": [Settings().quarantine_prefix]}
+        ]
+    }
 
 
 def test_the_alerts_topics_are_named_as_the_functions_name_them():
@@ -92,7 +102,7 @@ MUTATIONS = {
             "days_since_noncurrent_time = var.noncurrent_days",
             "days_since_noncurrent = var.noncurrent_days",
         ),
-        "google_storage_bucket.data.lifecycle_rule[1].condition[0]: the provider knows no "
+        "google_storage_bucket.data.lifecycle_rule[0].condition[0]: the provider knows no "
         "argument or block 'days_since_noncurrent'",
     ),
     "missing required argument": (
