@@ -8,9 +8,93 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tf_checks import TERRAFORM, all_problems, load
+from tf_checks import TERRAFORM, all_problems, grants, load
 
 from salesmesh.settings import Settings
+
+# What the code does on Google Cloud, and the grant each act needs: (who, on what, which one,
+# role) -> where in the code. The Terraform must make every one of them.
+NEEDS = [
+    (
+        ("train_trigger", "bucket", "data", "roles/storage.objectViewer"),
+        "reads each upload (intake)",
+    ),
+    (
+        ("train_trigger", "bucket", "state", "roles/storage.objectUser"),
+        "merges the sales history, claims the pending run, records uploads, quarantines, "
+        "writes accuracy/",
+    ),
+    (
+        ("train_trigger", "bucket", "model", "roles/storage.objectViewer"),
+        "reads serving runs' gate.json for live accuracy",
+    ),
+    (
+        ("train_trigger", "project", "", "roles/aiplatform.user"),
+        "submits the Vertex AI training job (gcp launcher)",
+    ),
+    (
+        ("train_trigger", "service_account", "training", "roles/iam.serviceAccountUser"),
+        "runs the training job as the training account",
+    ),
+    (
+        ("train_trigger", "topic", "alerts", "roles/pubsub.publisher"),
+        "publishes a degraded version's incident (salesmesh.accuracy)",
+    ),
+    (
+        ("deploy_model", "bucket", "model", "roles/storage.objectViewer"),
+        "verifies and reads each run (artifact.fetch, read_files)",
+    ),
+    (("deploy_model", "bucket", "state", "roles/storage.objectUser"), "writes the rollout ledger"),
+    (
+        ("deploy_model", "project", "", "roles/aiplatform.user"),
+        "registers versions, deploys to the endpoint, moves traffic",
+    ),
+    (
+        ("deploy_model", "project", "", "roles/monitoring.viewer"),
+        "reads the canary's traffic and latency (gcp Metrics)",
+    ),
+    (
+        ("deploy_model", "service_account", "serving", "roles/iam.serviceAccountUser"),
+        "deploys models to run as the serving account",
+    ),
+    (
+        ("deploy_model", "service_account", "rollout_invoker", "roles/iam.serviceAccountUser"),
+        "schedules steps with the invoker's OIDC token (gcp_tasks)",
+    ),
+    (
+        ("deploy_model", "queue", "rollout", "roles/cloudtasks.enqueuer"),
+        "schedules the next rollout step",
+    ),
+    (
+        ("alert_handler", "bucket", "state", "roles/storage.objectUser"),
+        "writes the rollback into the ledger",
+    ),
+    (
+        ("alert_handler", "project", "", "roles/aiplatform.user"),
+        "moves the endpoint's traffic back",
+    ),
+    (
+        ("alert_handler", "queue", "rollout", "roles/cloudtasks.enqueuer"),
+        "re-arms the rollout after an abort",
+    ),
+    (
+        ("training", "bucket", "state", "roles/storage.objectUser"),
+        "resolves the history, releases the pending claim, records its run",
+    ),
+    (("training", "bucket", "model", "roles/storage.objectUser"), "publishes the run folder"),
+    (
+        ("serving", "bucket", "model", "roles/storage.objectViewer"),
+        "the prediction container loads its run",
+    ),
+    (
+        ("monitoring notification agent", "topic", "alerts", "roles/pubsub.publisher"),
+        "the notification channel publishes incidents",
+    ),
+    (
+        ("storage agent", "project", "", "roles/pubsub.publisher"),
+        "Eventarc's Cloud Storage triggers",
+    ),
+]
 
 
 def test_the_terraform_keeps_every_rule():
@@ -18,7 +102,16 @@ def test_the_terraform_keeps_every_rule():
     resources = load()["resource"]
     assert set(resources["google_storage_bucket"]) == {"access_logs", "data", "model", "state"}
     assert set(resources["google_pubsub_topic"]) == {"alerts", "alerts_dead_letter"}
-    assert list(all_problems()) == []
+    assert list(all_problems(needs=NEEDS)) == []
+
+
+def test_grants_are_read_from_every_form_the_terraform_uses():
+    """Bucket, project and act-as grants from the locals' tables, the queue's for_each, the
+    topic's and the agents' resources: all counted, so a missing one cannot hide."""
+    made = grants(load())
+    assert len(made) == 32
+    assert ("alert_handler", "queue", "rollout", "roles/cloudtasks.enqueuer") in made
+    assert ("monitoring notification agent", "topic", "alerts", "roles/pubsub.publisher") in made
 
 
 def test_quarantined_uploads_expire_where_train_trigger_puts_them():
@@ -117,6 +210,28 @@ MUTATIONS = {
         ),
         "google_pubsub_topics.alerts_dead_letter: hashicorp/google 8.7.0 has no resource",
     ),
+    "primitive role": (
+        _replace("iam.tf", '"roles/monitoring.viewer"', '"roles/editor"'),
+        "primitive role roles/editor",
+    ),
+    "a grant the code needs is missing": (
+        _replace(
+            "iam.tf",
+            '"deploy_model-state"  = { bucket = "state", who = "deploy_model", '
+            'role = "roles/storage.objectUser" }\n',
+            "",
+        ),
+        "deploy_model needs roles/storage.objectUser on the state bucket: writes the rollout "
+        "ledger",
+    ),
+    "a grant to an account that does not exist": (
+        _replace(
+            "iam.tf",
+            'who = "serving", role = "roles/storage.objectViewer"',
+            'who = "servign", role = "roles/storage.objectViewer"',
+        ),
+        "names an unknown account 'servign'",
+    ),
     "untyped variable": (
         _replace(
             "variables.tf", "  type        = number\n  default     = 90", "  default     = 90"
@@ -142,7 +257,7 @@ def test_a_mutated_copy_fails_naming_the_fix(name: str, tmp_path: Path):
     shutil.copytree(TERRAFORM, copy)
     (tmp_path / "shared").symlink_to(TERRAFORM.parent / "shared")
     mutate(copy)
-    problems = list(all_problems(copy))
+    problems = list(all_problems(copy, NEEDS))
     assert any(expected in p for p in problems), problems
 
 

@@ -157,6 +157,79 @@ def _against(where: str, body: dict[str, Any], schema: dict[str, Any], top: bool
     return problems
 
 
+PRIMITIVE = re.compile(r"roles/(owner|editor|viewer)\b")
+Grant = tuple[str, str, str, str]  # who, on what kind of resource, which one, role
+AGENTS = {
+    "gcp-sa-monitoring-notification": "monitoring notification agent",
+    "gs-project-accounts": "storage agent",
+    "google_storage_project_service_account": "storage agent",
+}
+
+
+def _strings(value: Any) -> Iterable[str]:  # every string in a parsed tree
+    if isinstance(value, dict):
+        for inner in value.values():
+            yield from _strings(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _strings(inner)
+    elif isinstance(value, str):
+        yield value
+
+
+def _who(member: str) -> str:
+    if match := re.fullmatch(r"\$\{local\.sa(?:\.|\[\w+\.)(\w+)\]?\}", member):
+        return match.group(1)
+    return next((name for key, name in AGENTS.items() if key in member), member)
+
+
+def grants(config: Config) -> set[Grant]:
+    """Every IAM grant the Terraform makes, as (who, kind, target, role)."""
+    local, resources = config["locals"], config["resource"]
+    found: set[Grant] = set()
+    for g in (local.get("bucket_grants") or {}).values():
+        found.add((g["who"], "bucket", g["bucket"], g["role"]))
+    for g in (local.get("project_grants") or {}).values():
+        found.add((g["who"], "project", "", g["role"]))
+    for g in (local.get("act_as") or {}).values():
+        found.add((g["who"], "service_account", g["as"], "roles/iam.serviceAccountUser"))
+    for body in resources.get("google_cloud_tasks_queue_iam_member", {}).values():
+        queue = re.search(r"google_cloud_tasks_queue\.(\w+)", body["name"])
+        names = re.findall(r'"(\w+)"', body.get("for_each", "")) or [_who(body["member"])]
+        for who in names:
+            found.add((who, "queue", queue.group(1) if queue else "?", body["role"]))
+    for body in resources.get("google_pubsub_topic_iam_member", {}).values():
+        topic = re.search(r"google_pubsub_topic\.(\w+)", body["topic"])
+        found.add((_who(body["member"]), "topic", topic.group(1) if topic else "?", body["role"]))
+    for name, body in resources.get("google_project_iam_member", {}).items():
+        if name != "mesh":
+            found.add((_who(body["member"]), "project", "", body["role"]))
+    return found
+
+
+def iam_problems(config: Config, needs: Iterable[tuple[Grant, str]] = ()) -> list[str]:
+    """No primitive role anywhere; every grant names a known account; every grant in
+    ``needs`` (with why the code needs it) is made."""
+    problems = [
+        f"primitive role {m.group(0)} in {text!r}: grant a predefined role on the resource"
+        for text in sorted(set(_strings(config["resource"])) | set(_strings(config["locals"])))
+        if (m := PRIMITIVE.search(text))
+    ]
+    accounts = set(config["locals"].get("service_accounts") or {})
+    made = grants(config)
+    for who, kind, target, role in sorted(made):
+        others = kind == "service_account" and target not in accounts
+        if (who not in accounts and who not in AGENTS.values()) or others:
+            problems.append(
+                f"grant of {role} on {kind} {target!r} names an unknown account {who!r}"
+            )
+    for (who, kind, target, role), why in needs:
+        if (who, kind, target, role) not in made:
+            where = f"the {target} {kind}" if target else "the project"
+            problems.append(f"{who} needs {role} on {where}: {why}")
+    return problems
+
+
 def variable_problems(config: Config) -> list[str]:
     """Every variable typed and described; every output described."""
     problems = []
@@ -195,8 +268,11 @@ def fmt_problems(folder: Path = TERRAFORM) -> list[str]:
     return [f"terraform fmt would change: {run.stdout.strip() or run.stderr.strip()}"]
 
 
-def all_problems(folder: Path = TERRAFORM) -> Iterable[str]:
+def all_problems(
+    folder: Path = TERRAFORM, needs: Iterable[tuple[Grant, str]] = ()
+) -> Iterable[str]:
     config = load(folder)
+    yield from iam_problems(config, needs)
     yield from bucket_problems(config)
     yield from source_problems(config, folder)
     yield from schema_problems(config)

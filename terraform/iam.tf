@@ -1,0 +1,117 @@
+# Least privilege: buckets, topics, queues and service accounts are granted per resource; a
+# project-level role only where the service has no resource-level grant (Vertex AI, logging,
+# monitoring, Eventarc). No primitive role anywhere.
+
+data "google_project" "this" {
+  project_id = var.project_id
+}
+
+data "google_storage_project_service_account" "gcs" {
+  project = var.project_id
+}
+
+locals {
+  sa = { for k, v in google_service_account.mesh : k => "serviceAccount:${v.email}" }
+
+  # who reads or writes which bucket
+  bucket_grants = {
+    "train_trigger-data"  = { bucket = "data", who = "train_trigger", role = "roles/storage.objectViewer" }
+    "train_trigger-state" = { bucket = "state", who = "train_trigger", role = "roles/storage.objectUser" }
+    "train_trigger-model" = { bucket = "model", who = "train_trigger", role = "roles/storage.objectViewer" }
+    "deploy_model-model"  = { bucket = "model", who = "deploy_model", role = "roles/storage.objectViewer" }
+    "deploy_model-state"  = { bucket = "state", who = "deploy_model", role = "roles/storage.objectUser" }
+    "alert_handler-state" = { bucket = "state", who = "alert_handler", role = "roles/storage.objectUser" }
+    "training-data"       = { bucket = "data", who = "training", role = "roles/storage.objectViewer" }
+    "training-state"      = { bucket = "state", who = "training", role = "roles/storage.objectUser" }
+    "training-model"      = { bucket = "model", who = "training", role = "roles/storage.objectUser" }
+    "serving-model"       = { bucket = "model", who = "serving", role = "roles/storage.objectViewer" }
+  }
+
+  # project-level roles, each because no resource-level grant exists for what is done
+  project_grants = {
+    "train_trigger-aiplatform" = { who = "train_trigger", role = "roles/aiplatform.user" }
+    "deploy_model-aiplatform"  = { who = "deploy_model", role = "roles/aiplatform.user" }
+    "alert_handler-aiplatform" = { who = "alert_handler", role = "roles/aiplatform.user" }
+    "deploy_model-monitoring"  = { who = "deploy_model", role = "roles/monitoring.viewer" }
+    "train_trigger-events"     = { who = "train_trigger", role = "roles/eventarc.eventReceiver" }
+    "deploy_model-events"      = { who = "deploy_model", role = "roles/eventarc.eventReceiver" }
+    "alert_handler-events"     = { who = "alert_handler", role = "roles/eventarc.eventReceiver" }
+    "train_trigger-logging"    = { who = "train_trigger", role = "roles/logging.logWriter" }
+    "deploy_model-logging"     = { who = "deploy_model", role = "roles/logging.logWriter" }
+    "alert_handler-logging"    = { who = "alert_handler", role = "roles/logging.logWriter" }
+    "training-logging"         = { who = "training", role = "roles/logging.logWriter" }
+    "serving-logging"          = { who = "serving", role = "roles/logging.logWriter" }
+  }
+
+  # who may act as which account: launching a job or deploying a model runs it as that account;
+  # scheduling a step with an OIDC token mints a token for the invoker
+  act_as = {
+    "train_trigger-training"        = { who = "train_trigger", as = "training" }
+    "deploy_model-serving"          = { who = "deploy_model", as = "serving" }
+    "deploy_model-rollout_invoker"  = { who = "deploy_model", as = "rollout_invoker" }
+    "alert_handler-serving"         = { who = "alert_handler", as = "serving" }
+    "alert_handler-rollout_invoker" = { who = "alert_handler", as = "rollout_invoker" }
+  }
+}
+
+resource "google_storage_bucket_iam_member" "mesh" {
+  for_each = local.bucket_grants
+
+  bucket = {
+    data  = google_storage_bucket.data.name
+    model = google_storage_bucket.model.name
+    state = google_storage_bucket.state.name
+  }[each.value.bucket]
+  role   = each.value.role
+  member = local.sa[each.value.who]
+}
+
+resource "google_project_iam_member" "mesh" {
+  for_each = local.project_grants
+
+  project = var.project_id
+  role    = each.value.role
+  member  = local.sa[each.value.who]
+}
+
+resource "google_service_account_iam_member" "act_as" {
+  for_each = local.act_as
+
+  service_account_id = google_service_account.mesh[each.value.as].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = local.sa[each.value.who]
+}
+
+# rollout steps: deploy_model (and a rollback, which may re-arm one) put tasks on the queue
+resource "google_cloud_tasks_queue_iam_member" "enqueuer" {
+  for_each = toset(["deploy_model", "alert_handler"])
+
+  project  = var.project_id
+  location = google_cloud_tasks_queue.rollout.location
+  name     = google_cloud_tasks_queue.rollout.name
+  role     = "roles/cloudtasks.enqueuer"
+  member   = local.sa[each.key]
+}
+
+# a degraded version's live accuracy is published as an incident (salesmesh.accuracy)
+resource "google_pubsub_topic_iam_member" "train_trigger_publishes" {
+  project = var.project_id
+  topic   = google_pubsub_topic.alerts.name
+  role    = "roles/pubsub.publisher"
+  member  = local.sa.train_trigger
+}
+
+# Cloud Monitoring's notification channel publishes incidents as its service agent
+resource "google_pubsub_topic_iam_member" "monitoring_publishes" {
+  project = var.project_id
+  topic   = google_pubsub_topic.alerts.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+}
+
+# Eventarc's Cloud Storage triggers: the bucket's service agent publishes its events
+resource "google_project_iam_member" "gcs_publishes" {
+  project = var.project_id
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
