@@ -102,6 +102,7 @@ def test_the_terraform_keeps_every_rule():
     resources = load()["resource"]
     assert set(resources["google_storage_bucket"]) == {"access_logs", "data", "model", "state"}
     assert set(resources["google_pubsub_topic"]) == {"alerts", "alerts_dead_letter"}
+    assert set(resources["google_monitoring_alert_policy"]) == {"mesh"}
     assert list(all_problems(needs=NEEDS)) == []
 
 
@@ -231,6 +232,32 @@ MUTATIONS = {
             'who = "servign", role = "roles/storage.objectViewer"',
         ),
         "names an unknown account 'servign'",
+    ),
+    "a threshold written in, not read": (
+        _replace(
+            "monitoring.tf",
+            "threshold_value         = each.value.threshold_value",
+            "threshold_value         = 400",
+        ),
+        "google_monitoring_alert_policy.mesh: threshold_value must come from policies.json "
+        "(each.value.threshold_value), not '400'",
+    ),
+    "a policy key that does not exist": (
+        _replace(
+            "monitoring.tf",
+            "denominator_aggregations.value.reducer",
+            "denominator_aggregations.value.reduce",
+        ),
+        "google_monitoring_alert_policy.mesh: policies.json entries have no key 'reduce'",
+    ),
+    "a misspelled argument in a dynamic block": (
+        _replace(
+            "monitoring.tf",
+            "per_series_aligner   = denominator_aggregations",
+            "per_series_align     = denominator_aggregations",
+        ),
+        "google_monitoring_alert_policy.mesh.conditions[0].condition_threshold[0]."
+        "denominator_aggregations: the provider knows no argument or block 'per_series_align'",
     ),
     "untyped variable": (
         _replace(

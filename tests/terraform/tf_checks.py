@@ -142,6 +142,15 @@ def _against(where: str, body: dict[str, Any], schema: dict[str, Any], top: bool
     for key, value in body.items():
         if top and key in META:
             continue
+        if key == "dynamic":  # dynamic "<block>" { for_each = ..., content { ... } }
+            for named in value:
+                for block, spec in named.items():
+                    if block not in blocks:
+                        problems.append(f"{where}: the provider knows no block {block!r}")
+                        continue
+                    for inner in spec.get("content", []):
+                        problems += _against(f"{where}.{block}", inner, blocks[block], top=False)
+            continue
         if key in blocks:
             for index, inner in enumerate(value if isinstance(value, list) else [value]):
                 if isinstance(inner, dict):
@@ -230,6 +239,52 @@ def iam_problems(config: Config, needs: Iterable[tuple[Grant, str]] = ()) -> lis
     return problems
 
 
+# the alert policy's fields that must come from policies.json, and the key each one reads
+FROM_POLICIES = {
+    "filter": "filter",
+    "comparison": "comparison",
+    "threshold_value": "threshold_value",
+    "duration": "duration_seconds",
+    "evaluation_missing_data": "evaluation_missing_data",
+    "alignment_period": "alignment_period_seconds",
+    "per_series_aligner": "aligner",
+    "cross_series_reducer": "reducer",
+    "group_by_fields": "group_by",
+}
+
+
+def policy_problems(config: Config) -> list[str]:
+    """The alert policies are policies.json's, one per entry, every threshold, window and
+    aggregation read from it under a key its entries have: what the local monitor evaluates."""
+    from salesmesh.alerts import policies
+
+    entries = json.loads(Path(policies.__file__).with_name("policies.json").read_text())
+    keys = set.intersection(*(set(entry) for entry in entries["policies"]))
+    found = config["resource"].get("google_monitoring_alert_policy", {})
+    problems = []
+    if list(found) != ["mesh"]:
+        return [
+            f"one google_monitoring_alert_policy 'mesh' per policies.json entry, got {list(found)}"
+        ]
+    body = found["mesh"]
+    where = "google_monitoring_alert_policy.mesh"
+    if "local.policies.policies" not in str(body.get("for_each", "")):
+        problems.append(f"{where}: for_each must run over local.policies.policies")
+    threshold = body["conditions"][0]["condition_threshold"][0]
+    fields = {**threshold, **threshold["aggregations"][0]}
+    for field, key in FROM_POLICIES.items():
+        text = str(fields.get(field, ""))
+        if f"each.value.{key}" not in text:
+            problems.append(
+                f"{where}: {field} must come from policies.json (each.value.{key}), not {text!r}"
+            )
+    for text in _strings(body):
+        for key in re.findall(r"(?:each|denominator_aggregations)\.value\.(\w+)", text):
+            if key not in keys and key != "denominator_filter":  # optional: read with try()
+                problems.append(f"{where}: policies.json entries have no key {key!r}")
+    return problems
+
+
 def variable_problems(config: Config) -> list[str]:
     """Every variable typed and described; every output described."""
     problems = []
@@ -276,5 +331,6 @@ def all_problems(
     yield from bucket_problems(config)
     yield from source_problems(config, folder)
     yield from schema_problems(config)
+    yield from policy_problems(config)
     yield from variable_problems(config)
     yield from fmt_problems(folder)
