@@ -290,3 +290,17 @@ def test_a_delivery_finding_the_run_being_registered_asks_to_be_retried(
     with pytest.raises(deploy.DeployInProgressError, match="being registered by another"):
         world.deliver(manifest)
     assert world.registry.versions() == []
+
+
+def test_the_functions_cold_path_does_not_import_the_gate() -> None:
+    """deploy_model fires for every object in the model bucket and alert_handler for every
+    incident: importing their cores must not load pandas, which only gating needs."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, salesmesh.rollout.deploy, salesmesh.alerts.handler; "
+        "print(sorted(m for m in ('pandas', 'salesmesh.gate.runs') if m in sys.modules))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"

@@ -12,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 from salesmesh.errors import DeployError, MeshError, MetricsError
-from salesmesh.gate.compare import GateSettings
-from salesmesh.gate.runs import judge_versions
 from salesmesh.ports import CHAMPION, PREVIOUS, Health
 from salesmesh.rollout import policy, record
 from salesmesh.rollout.converge import commit, label, reconcile, versions_of
@@ -46,6 +44,11 @@ def next_in_queue(world: Rollouts, snapshot: Snapshot) -> Outcome:
         reason = f"version {version_id} is no longer in the registry"
         decision = policy.GateDecision(False, reason)
     else:
+        # here, not at the top: the gate needs pandas, which no other step (nor a rollback,
+        # nor a delivery that is not a manifest) should pay for on a cold start
+        from salesmesh.gate.compare import GateSettings
+        from salesmesh.gate.runs import judge_versions
+
         settings = GateSettings(tolerance=world.settings.gate_tolerance)
         decision = judge_versions(version, champion, settings, world.read_run)
     # kept with the version either way: why, and on what evidence
