@@ -40,6 +40,11 @@ def _by_version(state: Path) -> dict[str, int]:
     return {t["version_id"]: t["percent"] for t in _json(state, "versions")["traffic"]}
 
 
+def _states(state: Path) -> dict[str, tuple[str, list[str]]]:
+    listing = _json(state, "versions")
+    return {v["version_id"]: (v["state"], v["aliases"]) for v in listing["versions"]}
+
+
 def _settled_at(state: Path, version: str) -> dict[str, Any]:
     """Wait until ``version`` is decided and no rollout runs; the versions listing then."""
 
@@ -123,9 +128,9 @@ def test_a_slow_version_is_rolled_back_and_nothing_more_happens_twice(
             assert faulted.returncode == 0, faulted.stderr
             wait_for(lambda: _by_version(state) == {"1": 100} or None, 90, "traffic back on v1")
 
-        listing = _json(state, "versions")
-        states = {v["version_id"]: (v["state"], v["aliases"]) for v in listing["versions"]}
-        assert states == {"1": ("deployed", ["champion"]), "2": ("rolled_back", [])}
+        # traffic moves first (it is what users feel); the aliases follow in the same handler
+        back = {"1": ("deployed", ["champion"]), "2": ("rolled_back", [])}
+        wait_for(lambda: _states(state) == back or None, 30, f"versions {back}")
         (opened,) = _json(state, "status")["incidents"]
         assert (opened["action"], opened["version_id"]) == ("rolled_back", "2")
         assert opened["state"] in ("open", "closed")  # the monitor may have closed it already
