@@ -1,6 +1,6 @@
 """Build each Cloud Function's deploy package: its folder plus the salesmesh library, and a zip.
 
-    python functions/build.py [--out build/functions] [--json] [NAME ...]
+    python functions/build.py [--out build/functions] [--json | --terraform] [NAME ...]
 
 For every ``functions/<name>/main.py`` (or the NAMEs given) this lays out
 ``<out>/<name>/`` (the function's own files, ``requirements.txt`` among them, and
@@ -8,9 +8,15 @@ For every ``functions/<name>/main.py`` (or the NAMEs given) this lays out
 ``<out>/<name>.zip``. ``gcloud functions deploy --source <out>/<name>`` and Terraform upload
 exactly this.
 
-Standard library only, so it runs before any virtualenv exists. The zips are deterministic:
-entries sorted, timestamps and permissions fixed, no directory entries, so the same sources give
-byte-identical zips (and a stable hash for Terraform) whatever the checkout's mtimes or umask.
+``--terraform`` speaks the protocol of Terraform's ``external`` data source (``terraform/
+functions.tf`` runs it at plan time): it reads the query object on stdin and prints one flat JSON
+object of strings, ``<name>_zip`` (an absolute path) and ``<name>_sha256`` for every function,
+so the zips Terraform uploads are built by this very code.
+
+Standard library only, so it runs before any virtualenv exists, and wherever Terraform runs.
+The zips are deterministic: entries sorted, timestamps and permissions fixed, no directory
+entries, so the same sources give byte-identical zips (and a stable hash for Terraform)
+whatever the checkout's mtimes or umask.
 """
 
 from __future__ import annotations
@@ -98,6 +104,26 @@ def write_zip(folder: Path, archive: Path) -> None:
     staging.replace(archive)
 
 
+def terraform_result(built: list[Package]) -> dict[str, str]:
+    """What Terraform's external data source reads: strings only, one flat object."""
+    result = {}
+    for package in built:
+        result[f"{package.name}_zip"] = str(Path(package.zip).resolve())
+        result[f"{package.name}_sha256"] = package.sha256
+    return result
+
+
+def _read_query(text: str) -> None:
+    """The external data source sends a JSON object (its ``query``, empty here); anything else
+    means the caller is not Terraform, and guessing would build the wrong thing."""
+    try:
+        query = json.loads(text or "{}")
+    except ValueError as exc:
+        raise SystemExit(f"build.py --terraform: stdin is not JSON ({exc})") from exc
+    if not isinstance(query, dict):
+        raise SystemExit("build.py --terraform: stdin must be a JSON object (the query)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the named functions (default: all) and print what was built."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -105,8 +131,16 @@ def main(argv: list[str] | None = None) -> int:
         "names", nargs="*", metavar="NAME", help="functions to build (default: all)"
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="default: build/functions")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per package")
+    shown = parser.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="print one JSON object per package")
+    shown.add_argument(
+        "--terraform",
+        action="store_true",
+        help="Terraform's external data source: read the query on stdin, print one object",
+    )
     args = parser.parse_args(argv)
+    if args.terraform:
+        _read_query(sys.stdin.read())
     known = discover()
     unknown = sorted(set(args.names) - set(known))
     if unknown:
@@ -117,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, OSError) as exc:
         print(f"build.py: {exc}", file=sys.stderr)
         return 1
+    if args.terraform:
+        print(json.dumps(terraform_result(built), sort_keys=True))
+        return 0
     for package in built:
         if args.json:
             print(json.dumps(asdict(package)))

@@ -300,6 +300,8 @@ def test_task_settings_are_read():
         ("SALESMESH_DEPLOY_URL", "http://deploy-model.run.app", "an https:// URL"),
         ("SALESMESH_DEPLOY_URL", "deploy-model.run.app", "an https:// URL"),
         ("SALESMESH_TASKS_SERVICE_ACCOUNT", "tasks", "a service account email"),
+        ("SALESMESH_SERVICE_ACCOUNT", "trainer", "a service account email"),
+        ("SALESMESH_SERVING_SERVICE_ACCOUNT", "serving at acme", "a service account email"),
     ],
 )
 def test_bad_task_settings_name_the_variable(variable: str, value: str, allowed: str):

@@ -93,7 +93,7 @@ def endpoint(settings: Settings) -> Endpoint:
         location=settings.region,
         endpoint=settings.endpoint,
         model_name=settings.model_name,
-        service_account=settings.service_account,
+        service_account=settings.serving_service_account or settings.service_account,
     )
 
 

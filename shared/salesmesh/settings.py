@@ -40,6 +40,7 @@ ENV_VARS: dict[str, str] = {
     "training_image": "SALESMESH_TRAINING_IMAGE",
     "service_account": "SALESMESH_SERVICE_ACCOUNT",
     "serving_image": "SALESMESH_SERVING_IMAGE",
+    "serving_service_account": "SALESMESH_SERVING_SERVICE_ACCOUNT",
     "model_name": "SALESMESH_MODEL_NAME",
     "endpoint": "SALESMESH_ENDPOINT",
     "canary_percent": "SALESMESH_CANARY_PERCENT",
@@ -112,6 +113,8 @@ class Settings:
     training_image: str | None = None
     service_account: str | None = None
     serving_image: str | None = None
+    # the identity deployed models run as; unset, the training one (SALESMESH_SERVICE_ACCOUNT)
+    serving_service_account: str | None = None
     # the one model every run becomes a version of, and the endpoint serving it
     model_name: str = "salesmesh-demand"
     endpoint: str = "salesmesh"
@@ -220,8 +223,10 @@ class Settings:
             _invalid("tasks_queue", self.tasks_queue, allowed)
         if self.deploy_url is not None and not _URL.match(self.deploy_url):
             _invalid("deploy_url", self.deploy_url, "an https:// URL (deploy_model's function URL)")
-        if self.tasks_service_account is not None and not _EMAIL.match(self.tasks_service_account):
-            _invalid("tasks_service_account", self.tasks_service_account, "a service account email")
+        for account in ("service_account", "serving_service_account", "tasks_service_account"):
+            value = getattr(self, account)
+            if value is not None and not _EMAIL.match(value):
+                _invalid(account, value, "a service account email")
         _check_regressors(self.regressors)
 
     @property

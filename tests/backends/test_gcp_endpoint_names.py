@@ -89,3 +89,23 @@ def test_settings_wire_a_numeric_endpoint_into_the_gcp_backend():
     assert isinstance(endpoint, VertexEndpoint)
     assert endpoint.resource_name == f"{BASE}/endpoints/{NUMERIC_ID}"
     assert settings.endpoint_id == NUMERIC_ID
+
+
+@pytest.mark.parametrize(
+    ("account", "expected"),
+    [("serve@p.iam.gserviceaccount.com", "serve@p.iam.gserviceaccount.com"), (None, "train@p.iam")],
+)
+def test_deployed_models_run_as_the_serving_account(account: str | None, expected: str):
+    """Models are deployed as SALESMESH_SERVING_SERVICE_ACCOUNT (Terraform's serving account,
+    which only reads the model bucket), falling back to the training account when unset."""
+    env = {
+        "SALESMESH_BACKEND": "gcp",
+        "GOOGLE_CLOUD_PROJECT": PROJECT,
+        "SALESMESH_REGION": LOCATION,
+        "SALESMESH_SERVICE_ACCOUNT": "train@p.iam",
+    }
+    if account:
+        env["SALESMESH_SERVING_SERVICE_ACCOUNT"] = account
+    endpoint = runtime.endpoint(Settings.from_env(env))
+    assert isinstance(endpoint, VertexEndpoint)
+    assert endpoint.service_account == expected

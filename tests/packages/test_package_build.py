@@ -151,3 +151,27 @@ def test_bad_requests_fail_with_a_reason(tmp_path: Path):
     incomplete = run_builder(root, "--out", str(tmp_path / "out"), "train_trigger")
     assert incomplete.returncode == 1
     assert "train_trigger/requirements.txt is missing" in incomplete.stderr
+
+
+def test_terraform_gets_every_zip_and_its_hash_from_the_same_builder(tmp_path: Path):
+    """terraform/functions.tf's external data source runs this builder with --terraform: a
+    JSON query on stdin, one flat object of strings out, each zip's path and sha256 as built;
+    a query that is not an object fails with a reason rather than building blind."""
+    root = copy_of_repo(tmp_path / "checkout")
+    program = ["python3", str(root / "functions" / "build.py"), "--terraform"]
+    run = subprocess.run(
+        program, cwd=tmp_path, input="{}", capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert sorted(result) == sorted(f"{n}_{k}" for n in FUNCTIONS for k in ("sha256", "zip"))
+    assert all(isinstance(value, str) for value in result.values())
+    for name in FUNCTIONS:
+        archive = Path(result[f"{name}_zip"])
+        assert archive == root / "build" / "functions" / f"{name}.zip"
+        assert hashlib.sha256(archive.read_bytes()).hexdigest() == result[f"{name}_sha256"]
+    wrong = subprocess.run(
+        program, cwd=tmp_path, input="[]", capture_output=True, text=True, timeout=120, check=False
+    )
+    assert wrong.returncode != 0
+    assert "stdin must be a JSON object (the query)" in wrong.stderr
