@@ -41,6 +41,7 @@ locals {
     "alert_handler-logging"    = { who = "alert_handler", role = "roles/logging.logWriter" }
     "training-logging"         = { who = "training", role = "roles/logging.logWriter" }
     "serving-logging"          = { who = "serving", role = "roles/logging.logWriter" }
+    "builder-builds"           = { who = "builder", role = "roles/cloudbuild.builds.builder" }
   }
 
   # who may act as which account: launching a job or deploying a model runs it as that account;
@@ -51,6 +52,15 @@ locals {
     "deploy_model-rollout_invoker"  = { who = "deploy_model", as = "rollout_invoker" }
     "alert_handler-serving"         = { who = "alert_handler", as = "serving" }
     "alert_handler-rollout_invoker" = { who = "alert_handler", as = "rollout_invoker" }
+  }
+
+  # who may call which function: each trigger's own account (Eventarc delivers as it), and the
+  # rollout invoker on deploy_model (Cloud Tasks' OIDC token)
+  invokers = {
+    "train_trigger-train_trigger"  = { function = "train_trigger", who = "train_trigger" }
+    "deploy_model-deploy_model"    = { function = "deploy_model", who = "deploy_model" }
+    "alert_handler-alert_handler"  = { function = "alert_handler", who = "alert_handler" }
+    "deploy_model-rollout_invoker" = { function = "deploy_model", who = "rollout_invoker" }
   }
 }
 
@@ -114,4 +124,41 @@ resource "google_project_iam_member" "gcs_publishes" {
   project = var.project_id
   role    = "roles/pubsub.publisher"
   member  = "serviceAccount:${data.google_storage_project_service_account.gcs.email_address}"
+}
+
+# a gen2 function is a Cloud Run service: invoking it takes run.invoker on that service
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.invokers
+
+  project  = var.project_id
+  location = var.region
+  name     = local.functions[each.value.function].service_config[0].service
+  role     = "roles/run.invoker"
+  member   = local.sa[each.value.who]
+}
+
+# IAM is eventually consistent: a grant made a moment ago may not yet let the Cloud Storage
+# agent publish or a trigger's account receive events, and the first apply would fail on the
+# triggers. The functions wait for this (Google documents propagation in about 60 s, rarely
+# up to 7 minutes); an event lost to a late grant is retried (RETRY_POLICY_RETRY).
+resource "time_sleep" "iam_propagation" {
+  create_duration = "120s"
+
+  depends_on = [
+    google_project_iam_member.mesh,
+    google_project_iam_member.gcs_publishes,
+    google_storage_bucket_iam_member.mesh,
+    google_service_account_iam_member.act_as,
+    google_pubsub_topic_iam_member.train_trigger_publishes,
+    google_cloud_tasks_queue_iam_member.enqueuer,
+  ]
+}
+
+# Pub/Sub forwards a message alert_handler keeps failing on to the dead-letter topic as its
+# service agent, once the trigger's subscription names that topic (README: deploying)
+resource "google_pubsub_topic_iam_member" "pubsub_dead_letters" {
+  project = var.project_id
+  topic   = google_pubsub_topic.alerts_dead_letter.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }

@@ -6,9 +6,14 @@ locals {
   policies = jsondecode(file("${path.module}/../shared/salesmesh/alerts/policies.json"))
 
   buckets = {
-    data  = "${var.prefix}-data"
-    model = "${var.prefix}-models"
-    state = "${var.prefix}-state"
+    data    = "${var.prefix}-data"
+    model   = "${var.prefix}-models"
+    state   = "${var.prefix}-state"
+    sources = "${var.prefix}-sources"
   }
   alerts_topic = "salesmesh-alerts"
+  # the one model every run becomes a version of, and the endpoint serving it (the settings'
+  # defaults: SALESMESH_MODEL_NAME, SALESMESH_ENDPOINT)
+  model_name = "salesmesh-demand"
+  endpoint   = "salesmesh"
 }

@@ -1,5 +1,6 @@
-# One identity per function, one for training jobs, one for the prediction containers and one
-# whose OIDC token Cloud Tasks sends with each rollout step. No key is ever created for any.
+# One identity per function, one for training jobs, one for the prediction containers, one
+# whose OIDC token Cloud Tasks sends with each rollout step and one that builds the functions
+# (not the Compute Engine default account, which may hold Editor). No key is ever created.
 
 locals {
   service_accounts = {
@@ -9,6 +10,7 @@ locals {
     training        = "Runs the Vertex AI training jobs"
     serving         = "Runs the prediction containers on the Vertex AI endpoint"
     rollout_invoker = "Identity of Cloud Tasks' rollout steps when they call deploy_model"
+    builder         = "Builds the functions' containers from their packages (Cloud Build)"
   }
 }
 

@@ -1,5 +1,5 @@
-# Three buckets, one region (the model bucket must be in Vertex AI's), all private: uniform
-# access, public access prevented, versioned, their access logged to a fourth bucket.
+# Four buckets, one region (the model bucket must be in Vertex AI's), all private: uniform
+# access, public access prevented, versioned, their access logged to a fifth bucket.
 
 resource "google_storage_bucket" "access_logs" {
   name                        = "${var.prefix}-access-logs"
@@ -111,6 +111,35 @@ resource "google_storage_bucket" "state" {
     action {
       type = "Delete"
     }
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.noncurrent_days
+      with_state                 = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+# the functions' deploy packages (functions.tf); only Terraform writes here
+resource "google_storage_bucket" "sources" {
+  name                        = local.buckets.sources
+  project                     = var.project_id
+  location                    = var.region
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  logging {
+    log_bucket        = google_storage_bucket.access_logs.name
+    log_object_prefix = "sources/"
   }
 
   lifecycle_rule {

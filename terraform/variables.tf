@@ -56,3 +56,24 @@ variable "labels" {
   type        = map(string)
   default     = { app = "salesmesh" }
 }
+
+variable "image_tag" {
+  description = "Tag of the salesmesh-train and salesmesh-serve images pushed to the Artifact Registry repository (a commit, never latest: a model version records its image)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.image_tag)) && var.image_tag != "latest"
+    error_message = "image_tag must be a Docker tag (letters, digits, '_', '.', '-'; at most 128) and not latest."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days the salesmesh log bucket keeps the functions', training jobs' and endpoint's logs."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.log_retention_days >= 1 && var.log_retention_days <= 3650
+    error_message = "log_retention_days must be from 1 to 3650."
+  }
+}

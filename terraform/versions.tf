@@ -6,6 +6,16 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 8.0"
     }
+    # functions.tf: the function packages, built by functions/build.py at plan time
+    external = {
+      source  = "hashicorp/external"
+      version = "~> 2.3"
+    }
+    # iam.tf: the wait for new grants to reach every Google service before the functions
+    time = {
+      source  = "hashicorp/time"
+      version = "~> 0.12"
+    }
   }
 }
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tf_checks import TERRAFORM, all_problems, grants, load
+from tf_checks import TERRAFORM, all_problems, grants, load, resolve
 
 from salesmesh.settings import Settings
 
@@ -94,15 +94,50 @@ NEEDS = [
         ("storage agent", "project", "", "roles/pubsub.publisher"),
         "Eventarc's Cloud Storage triggers",
     ),
+    (
+        ("train_trigger", "function", "train_trigger", "roles/run.invoker"),
+        "Eventarc delivers each upload's event as train_trigger's account",
+    ),
+    (
+        ("deploy_model", "function", "deploy_model", "roles/run.invoker"),
+        "Eventarc delivers each run's event as deploy_model's account",
+    ),
+    (
+        ("alert_handler", "function", "alert_handler", "roles/run.invoker"),
+        "Eventarc delivers each incident as alert_handler's account",
+    ),
+    (
+        ("rollout_invoker", "function", "deploy_model", "roles/run.invoker"),
+        "Cloud Tasks posts each rollout step with the invoker's OIDC token (gcp_tasks)",
+    ),
+    (
+        ("builder", "project", "", "roles/cloudbuild.builds.builder"),
+        "Cloud Build builds each function's container from its package",
+    ),
+    (
+        ("pubsub agent", "topic", "alerts_dead_letter", "roles/pubsub.publisher"),
+        "Pub/Sub forwards what alert_handler keeps failing on to the dead-letter topic",
+    ),
 ]
 
 
 def test_the_terraform_keeps_every_rule():
     """No problem at all in the repository's terraform/ (which holds what the checks read)."""
     resources = load()["resource"]
-    assert set(resources["google_storage_bucket"]) == {"access_logs", "data", "model", "state"}
+    assert set(resources["google_storage_bucket"]) == {
+        "access_logs",
+        "data",
+        "model",
+        "state",
+        "sources",
+    }
     assert set(resources["google_pubsub_topic"]) == {"alerts", "alerts_dead_letter"}
     assert set(resources["google_monitoring_alert_policy"]) == {"mesh"}
+    assert set(resources["google_cloudfunctions2_function"]) == {
+        "train_trigger",
+        "deploy_model",
+        "alert_handler",
+    }
     assert list(all_problems(needs=NEEDS)) == []
 
 
@@ -110,8 +145,9 @@ def test_grants_are_read_from_every_form_the_terraform_uses():
     """Bucket, project and act-as grants from the locals' tables, the queue's for_each, the
     topic's and the agents' resources: all counted, so a missing one cannot hide."""
     made = grants(load())
-    assert len(made) == 32
+    assert len(made) == 38
     assert ("alert_handler", "queue", "rollout", "roles/cloudtasks.enqueuer") in made
+    assert ("rollout_invoker", "function", "deploy_model", "roles/run.invoker") in made
     assert ("monitoring notification agent", "topic", "alerts", "roles/pubsub.publisher") in made
 
 
@@ -146,6 +182,72 @@ def test_the_alerts_topics_are_named_as_the_functions_name_them():
     assert settings.dead_letter_topic("alerts") == f"{settings.alerts_topic}-dead-letter"
 
 
+def test_the_functions_are_named_as_their_logs_are_read():
+    """`salesmesh logs` on gcp reads the Cloud Run services gcp_logs.SERVICES names; the
+    functions carry those names and the log sink selects them."""
+    from salesmesh.backends.gcp_logs import SERVICES
+
+    config = load()
+    functions = config["resource"]["google_cloudfunctions2_function"]
+    names = {resolve(body["name"], config) for body in functions.values()}
+    assert names == set(SERVICES)
+    assert 'for f in values(local.function_names) : "\\"${f}\\""' in config["locals"]["log_filter"]
+
+
+def test_deploy_model_is_posted_to_at_its_deterministic_url():
+    """Cloud Tasks posts rollout steps to deploy_model's deterministic run.app URL, known
+    before the function exists; the settings accept it, the longest project number still fits
+    one DNS label, and the OIDC audience is its origin."""
+    from salesmesh.backends.gcp_tasks import _origin
+
+    config = load()
+    assert config["locals"]["function_env"]["SALESMESH_DEPLOY_URL"] == "${local.deploy_url}"
+    assert config["locals"]["deploy_url"] == (
+        "https://${local.function_names.deploy_model}-${data.google_project.this.number}"
+        ".${var.region}.run.app"
+    )
+    name = resolve("${local.function_names.deploy_model}", config)
+    label = f"{name}-{'9' * 19}"  # a project number is at most 19 digits
+    assert len(label) <= 63
+    url = f"https://{label}.northamerica-northeast2.run.app"
+    assert Settings.from_env({"SALESMESH_DEPLOY_URL": url}).deploy_url == url
+    assert _origin(url) == url
+
+
+def test_the_functions_get_every_setting_the_gcp_backend_needs():
+    """The functions' environment names exactly the settings the gcp backend reads: the
+    project, the buckets, topic, endpoint, model, images, the three accounts, queue and URL."""
+    from salesmesh.settings import ENV_VARS
+
+    env = load()["locals"]["function_env"]
+    wanted = {
+        "backend",
+        "project",
+        "region",
+        "data_bucket",
+        "model_bucket",
+        "state_bucket",
+        "alerts_topic",
+        "endpoint",
+        "model_name",
+        "training_image",
+        "serving_image",
+        "service_account",
+        "serving_service_account",
+        "tasks_queue",
+        "deploy_url",
+        "tasks_service_account",
+    }
+    assert set(env) == {ENV_VARS[field] for field in wanted}
+    assert env["SALESMESH_BACKEND"] == "gcp"
+    assert env["SALESMESH_ENDPOINT"] == "${google_vertex_ai_endpoint.mesh.name}"
+    assert load()["resource"]["google_vertex_ai_endpoint"]["mesh"]["name"] == "${local.endpoint}"
+    assert (load()["locals"]["endpoint"], load()["locals"]["model_name"]) == (
+        Settings().endpoint,
+        Settings().model_name,
+    )
+
+
 def _replace(name: str, old: str, new: str) -> Callable[[Path], None]:
     def mutate(folder: Path) -> None:
         path = folder / name
@@ -156,7 +258,79 @@ def _replace(name: str, old: str, new: str) -> Callable[[Path], None]:
     return mutate
 
 
+def _remove(relative: str) -> Callable[[Path], None]:
+    def mutate(folder: Path) -> None:
+        (folder.parent / relative).unlink()
+
+    return mutate
+
+
 MUTATIONS = {
+    "wrong bucket filter": (
+        _replace(
+            "functions.tf",
+            "value     = google_storage_bucket.data.name",
+            "value     = google_storage_bucket.model.name",
+        ),
+        "google_cloudfunctions2_function.train_trigger: event_trigger must filter on the data "
+        "bucket only",
+    ),
+    "wrong event type": (
+        _replace(
+            "functions.tf",
+            "event_type            = local.triggers.deploy_model.event_type",
+            'event_type            = "google.cloud.storage.object.v1.deleted"',
+        ),
+        "google_cloudfunctions2_function.deploy_model: event_trigger.event_type must be "
+        "google.cloud.storage.object.v1.finalized",
+    ),
+    "missing function source": (
+        _remove("functions/train_trigger/main.py"),
+        "functions/train_trigger/main.py does not define train_trigger(): the function's "
+        "source is missing",
+    ),
+    "another function's package": (
+        _replace("functions.tf", 'package["deploy_model"]', 'package["train_trigger"]'),
+        "google_cloudfunctions2_function.deploy_model: build_config.source.storage_source.object "
+        'must be google_storage_bucket_object.package["deploy_model"].name',
+    ),
+    "packages not built by build.py": (
+        _replace("functions.tf", '"--terraform"', '"--json"'),
+        "data.external.packages must run functions/build.py --terraform",
+    ),
+    "public ingress": (
+        _replace("functions.tf", '"ALLOW_INTERNAL_ONLY"', '"ALLOW_ALL"'),
+        'google_cloudfunctions2_function.train_trigger: set service_config.ingress_settings = "'
+        'ALLOW_INTERNAL_ONLY"',
+    ),
+    "too little memory": (
+        _replace(
+            "functions.tf", 'deploy_model  = { memory = "1Gi"', 'deploy_model  = { memory = "256Mi"'
+        ),
+        "google_cloudfunctions2_function.deploy_model: available_memory '256Mi' is under the 1024 "
+        "MiB deploy_model was measured to need",
+    ),
+    "concurrent rollout steps": (
+        _replace("functions.tf", "max_instances = 1 }", "max_instances = 3 }"),
+        "google_cloudfunctions2_function.deploy_model: max_instance_count must be 1",
+    ),
+    "a setting the code does not read": (
+        _replace("functions.tf", "SALESMESH_DEPLOY_URL ", "SALESMESH_DEPLOYURL  "),
+        "local.function_env sets SALESMESH_DEPLOYURL, which salesmesh.settings does not read",
+    ),
+    "a provider not pinned": (
+        _replace("versions.tf", "    time = {", "    times = {"),
+        "time_sleep: the provider 'time' is not in versions.tf's required_providers",
+    ),
+    "the rollout invoker may not call deploy_model": (
+        _replace(
+            "iam.tf",
+            '"deploy_model-rollout_invoker" = { function = "deploy_model", '
+            'who = "rollout_invoker" }',
+            "",
+        ),
+        "rollout_invoker needs roles/run.invoker on the deploy_model function: Cloud Tasks posts",
+    ),
     "public bucket": (
         _replace("storage.tf", '"enforced"', '"inherited"'),
         'google_storage_bucket.access_logs: set public_access_prevention = "enforced"',
@@ -283,6 +457,8 @@ def test_a_mutated_copy_fails_naming_the_fix(name: str, tmp_path: Path):
     copy = tmp_path / "terraform"
     shutil.copytree(TERRAFORM, copy)
     (tmp_path / "shared").symlink_to(TERRAFORM.parent / "shared")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(TERRAFORM.parent / "functions", tmp_path / "functions", ignore=ignore)
     mutate(copy)
     problems = list(all_problems(copy, NEEDS))
     assert any(expected in p for p in problems), problems

@@ -42,14 +42,26 @@ def _unquote(text: str) -> str:
 def load(folder: Path = TERRAFORM) -> Config:
     """Every ``*.tf`` of ``folder`` merged: ``{"resource": {type: {name: body}}, "locals":
     {...}, "variable": {...}, "output": {...}}`` with blocks as lists of bodies."""
-    merged: Config = {"resource": {}, "locals": {}, "variable": {}, "output": {}, "files": []}
+    merged: Config = {
+        "resource": {},
+        "data": {},
+        "locals": {},
+        "variable": {},
+        "output": {},
+        "providers": {},
+        "files": [],
+    }
     for path in sorted(folder.glob("*.tf")):
         with path.open() as handle:
             tree = _clean(hcl2.load(handle))
         merged["files"].append(path.name)
-        for block in tree.get("resource", []):
-            for kind, named in block.items():
-                merged["resource"].setdefault(kind, {}).update(named)
+        for key in ("resource", "data"):
+            for block in tree.get(key, []):
+                for kind, named in block.items():
+                    merged[key].setdefault(kind, {}).update(named)
+        for block in tree.get("terraform", []):
+            for required in block.get("required_providers", []):
+                merged["providers"].update(required)
         for block in tree.get("locals", []):
             merged["locals"].update(block)
         for key in ("variable", "output"):
@@ -123,6 +135,14 @@ def schema_problems(config: Config, schema_path: Path = SCHEMA) -> list[str]:
     known = schema["resources"]
     problems = []
     for kind, named in config["resource"].items():
+        provider = kind.split("_", 1)[0]
+        if provider != "google":  # another provider's resource: its provider must be pinned
+            if provider not in config["providers"]:
+                problems.append(
+                    f"{kind}: the provider {provider!r} is not in versions.tf's "
+                    "required_providers (pin its source and version there)"
+                )
+            continue
         for name, body in named.items():
             where = f"{kind}.{name}"
             if kind not in known:
@@ -172,6 +192,7 @@ AGENTS = {
     "gcp-sa-monitoring-notification": "monitoring notification agent",
     "gs-project-accounts": "storage agent",
     "google_storage_project_service_account": "storage agent",
+    "gcp-sa-pubsub": "pubsub agent",
 }
 
 
@@ -202,6 +223,10 @@ def grants(config: Config) -> set[Grant]:
         found.add((g["who"], "project", "", g["role"]))
     for g in (local.get("act_as") or {}).values():
         found.add((g["who"], "service_account", g["as"], "roles/iam.serviceAccountUser"))
+    for body in resources.get("google_cloud_run_v2_service_iam_member", {}).values():
+        if "local.invokers" in str(body.get("for_each")) and "local.functions[" in body["name"]:
+            for g in (local.get("invokers") or {}).values():
+                found.add((g["who"], "function", g["function"], body["role"]))
     for body in resources.get("google_cloud_tasks_queue_iam_member", {}).values():
         queue = re.search(r"google_cloud_tasks_queue\.(\w+)", body["name"])
         names = re.findall(r'"(\w+)"', body.get("for_each", "")) or [_who(body["member"])]
@@ -323,6 +348,206 @@ def fmt_problems(folder: Path = TERRAFORM) -> list[str]:
     return [f"terraform fmt would change: {run.stdout.strip() or run.stderr.strip()}"]
 
 
+# The least memory each function gets, in MiB, from measurements: the Vertex AI SDK alone takes
+# about 200 MB; deploy_model judged 1.1 M rows of gate evidence at 573 MiB peak (bench/gate.py);
+# train_trigger merges the sales history with pandas.
+MIN_MEMORY_MIB = {"train_trigger": 1024, "deploy_model": 1024, "alert_handler": 512}
+MAX_TIMEOUT = 540  # an event-driven gen2 function's limit
+_MEMORY = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
+_LOCAL = re.compile(r"^\$\{local\.(\w+)((?:\.\w+)*)\}$")
+
+
+def resolve(text: Any, config: Config) -> Any:
+    """A literal as it is; ``${local.a.b.c}`` through the locals (``local.triggers`` through
+    triggers.json, ``local.function_names`` as their rule makes them); None if it cannot be
+    known offline."""
+    if not isinstance(text, str) or not text.startswith("${"):
+        return text
+    match = _LOCAL.match(text)
+    if not match:
+        return None
+    name, path = match.group(1), [p for p in match.group(2).split(".") if p]
+    value: Any
+    if name == "triggers":
+        value = {t["function"]: t for t in _wiring()}
+    elif name == "function_names":
+        value = {t["function"]: t["function"].replace("_", "-") for t in _wiring()}
+    else:
+        value = config["locals"].get(name)
+    for part in path:
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _wiring() -> list[dict[str, Any]]:
+    from salesmesh import wiring
+
+    return list(
+        json.loads(Path(wiring.__file__).with_name("triggers.json").read_text())["triggers"]
+    )
+
+
+def _mib(memory: Any) -> float:
+    match = _MEMORY.match(str(memory))
+    if not match:
+        return 0.0
+    number, unit = int(match.group(1)), match.group(2)
+    return number * {"Mi": 1, "Gi": 1024, "M": 1e6 / 2**20, "G": 1e9 / 2**20}[unit]
+
+
+def _defines(path: Path, function: str) -> bool:
+    import ast
+
+    if not path.is_file():
+        return False
+    tree = ast.parse(path.read_text())
+    return any(isinstance(n, ast.FunctionDef) and n.name == function for n in tree.body)
+
+
+def function_problems(config: Config, root: Path = ROOT) -> list[str]:
+    """Each trigger of triggers.json is a gen2 function of that name, built from its own
+    package by functions/build.py, listening to what the wiring says (event type, the bucket
+    filter in the bucket's region, or the topic), retried, internal-only, as its own account,
+    with the settings every function reads and the memory it was measured to need."""
+    problems = []
+    found = config["resource"].get("google_cloudfunctions2_function", {})
+    if (
+        str(config["locals"].get("triggers"))
+        != "${{for t in local.wiring.triggers : t.function => t}}"
+    ):
+        problems.append("local.triggers must map each function to its entry of local.wiring")
+    names = str(config["locals"].get("function_names"))
+    if names != '${{for f in keys(local.triggers) : f => replace(f, "_", "-")}}':
+        problems.append(
+            "local.function_names must be each trigger's function with '-' for '_' (the Cloud "
+            "Run service names salesmesh.backends.gcp_logs.SERVICES reads logs by)"
+        )
+    program = (config["data"].get("external", {}).get("packages") or {}).get("program") or []
+    build = root / "functions" / "build.py"
+    if (
+        len(program) < 3
+        or not program[1].endswith("/../functions/build.py")
+        or "--terraform" not in program
+    ):
+        problems.append(
+            "data.external.packages must run functions/build.py --terraform (the builder of "
+            f"`make package`), not {program!r}"
+        )
+    package = config["resource"].get("google_storage_bucket_object", {}).get("package") or {}
+    if '["${each.key}_zip"]' not in str(
+        package.get("source")
+    ) or "data.external.packages" not in str(package.get("source")):
+        problems.append(
+            "google_storage_bucket_object.package: source must be the zip data.external.packages "
+            'built (result["${each.key}_zip"])'
+        )
+    if not build.is_file():
+        problems.append(f"{build.relative_to(root)} is missing: nothing builds the packages")
+    for trigger in _wiring():
+        f = trigger["function"]
+        where = f"google_cloudfunctions2_function.{f}"
+        body = found.get(f)
+        if body is None:
+            problems.append(f"{where} is missing: triggers.json wires {f}")
+            continue
+        if resolve(body.get("name"), config) != f.replace("_", "-"):
+            problems.append(f"{where}: name must be local.function_names.{f}")
+        built = _one(body, "build_config")
+        if built.get("runtime") != "python311":
+            problems.append(
+                f'{where}: build_config.runtime must be "python311" (the mesh\'s Python)'
+            )
+        entry = resolve(built.get("entry_point"), config)
+        if entry != trigger["entry_point"]:
+            problems.append(
+                f"{where}: build_config.entry_point must be {trigger['entry_point']!r} "
+                "(local.triggers.<function>.entry_point)"
+            )
+        if not _defines(root / "functions" / f / "main.py", trigger["entry_point"]):
+            problems.append(
+                f"{where}: functions/{f}/main.py does not define {trigger['entry_point']}(): "
+                "the function's source is missing"
+            )
+        storage = _one(_one(built, "source"), "storage_source")
+        if storage.get("object") != f'${{google_storage_bucket_object.package["{f}"].name}}':
+            problems.append(
+                f"{where}: build_config.source.storage_source.object must be "
+                f'google_storage_bucket_object.package["{f}"].name (its own package), '
+                f"not {storage.get('object')!r}"
+            )
+        service = _one(body, "service_config")
+        account = f'${{google_service_account.mesh["{f}"].email}}'
+        if service.get("ingress_settings") != "ALLOW_INTERNAL_ONLY":
+            problems.append(f'{where}: set service_config.ingress_settings = "ALLOW_INTERNAL_ONLY"')
+        if service.get("service_account_email") != account:
+            problems.append(f"{where}: service_config must run as its own account ({account})")
+        if service.get("environment_variables") != "${local.function_env}":
+            problems.append(f"{where}: service_config.environment_variables = local.function_env")
+        timeout = resolve(service.get("timeout_seconds"), config)
+        if not isinstance(timeout, int) or not 60 <= timeout <= MAX_TIMEOUT:
+            problems.append(f"{where}: timeout_seconds must be 60-{MAX_TIMEOUT}, not {timeout!r}")
+        memory = resolve(service.get("available_memory"), config)
+        if _mib(memory) < MIN_MEMORY_MIB[f]:
+            problems.append(
+                f"{where}: available_memory {memory!r} is under the {MIN_MEMORY_MIB[f]} MiB "
+                f"{f} was measured to need"
+            )
+        most = resolve(service.get("max_instance_count"), config)
+        if f == "deploy_model" and most != 1:
+            problems.append(
+                f"{where}: max_instance_count must be 1 (one rollout step at a time), not {most!r}"
+            )
+        event = _one(body, "event_trigger")
+        if resolve(event.get("event_type"), config) != trigger["event_type"]:
+            problems.append(
+                f"{where}: event_trigger.event_type must be {trigger['event_type']} "
+                f"(local.triggers.{f}.event_type), not {event.get('event_type')!r}"
+            )
+        if event.get("retry_policy") != "RETRY_POLICY_RETRY":
+            problems.append(f'{where}: event_trigger.retry_policy must be "RETRY_POLICY_RETRY"')
+        if event.get("service_account_email") != account:
+            problems.append(f"{where}: event_trigger must deliver as its own account ({account})")
+        if "bucket" in trigger:
+            bucket = trigger["bucket"]
+            wanted = [{"attribute": "bucket", "value": f"${{google_storage_bucket.{bucket}.name}}"}]
+            filters = [dict(x) for x in event.get("event_filters") or []]
+            if filters != wanted:
+                problems.append(
+                    f"{where}: event_trigger must filter on the {bucket} bucket only "
+                    f'(event_filters {{ attribute = "bucket", value = google_storage_bucket.'
+                    f"{bucket}.name }}), not {filters!r}"
+                )
+            located = config["resource"].get("google_storage_bucket", {}).get(bucket, {})
+            if event.get("trigger_region") != located.get("location"):
+                problems.append(
+                    f"{where}: event_trigger.trigger_region must be the {bucket} bucket's "
+                    f"location ({located.get('location')!r}), not {event.get('trigger_region')!r}"
+                )
+        else:
+            topic = f"${{google_pubsub_topic.{trigger['topic']}.id}}"
+            if event.get("pubsub_topic") != topic or event.get("event_filters"):
+                problems.append(
+                    f"{where}: event_trigger.pubsub_topic must be {topic} (and no filter), not "
+                    f"{event.get('pubsub_topic')!r}"
+                )
+    return problems
+
+
+def env_problems(config: Config) -> list[str]:
+    """Every setting the functions get is one salesmesh.settings reads."""
+    from salesmesh.settings import ENV_VARS
+
+    known = set(ENV_VARS.values())
+    env = config["locals"].get("function_env") or {}
+    return [
+        f"local.function_env sets {name}, which salesmesh.settings does not read (ENV_VARS)"
+        for name in sorted(env)
+        if name not in known
+    ]
+
+
 def all_problems(
     folder: Path = TERRAFORM, needs: Iterable[tuple[Grant, str]] = ()
 ) -> Iterable[str]:
@@ -332,5 +557,7 @@ def all_problems(
     yield from source_problems(config, folder)
     yield from schema_problems(config)
     yield from policy_problems(config)
+    yield from function_problems(config, folder.resolve().parent)
+    yield from env_problems(config)
     yield from variable_problems(config)
     yield from fmt_problems(folder)

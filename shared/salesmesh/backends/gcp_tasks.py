@@ -16,10 +16,13 @@ OIDC token. What this relies on, from Google's documentation:
   ``iam.serviceAccounts.actAs`` on it (``roles/iam.serviceAccountUser``), and it needs
   ``roles/run.invoker`` on deploy_model: a gen2 function is a Cloud Run service, and Cloud Run
   accepts a token whose ``aud`` is the service's ``*.run.app`` URL (or a custom audience set on
-  the service). So ``SALESMESH_DEPLOY_URL`` is that URL (Terraform:
-  ``google_cloudfunctions2_function.<f>.service_config[0].uri``) and the audience is that URL's
+  the service). So ``SALESMESH_DEPLOY_URL`` is that URL and the audience is that URL's
   origin (``https://host``, no path: the service URL as Cloud Run states it; Cloud Tasks'
-  default would be the full target URL). Cloud Tasks counts as internal traffic for the
+  default would be the full target URL). Terraform gives the function its own *deterministic*
+  run.app URL, ``https://deploy-model-PROJECT_NUMBER.REGION.run.app``, which Cloud Run assigns
+  every service whose name, project number and tags fit one 63-character DNS label, and which is
+  known before the function exists (its ``service_config[0].uri`` is not: the function would
+  have to name itself). Cloud Tasks counts as internal traffic for the
   service's ingress setting when queue and function share a project.
 - *Headers.* Cloud Tasks passes the task's headers through, except ``Host``,
   ``Content-Length``, ``User-Agent`` (``Google-Cloud-Tasks``) and the ``X-CloudTasks-*``,

@@ -1,0 +1,15 @@
+# The endpoint deploy_model deploys each version to and alert_handler rolls back on. It is not
+# public: predicting needs aiplatform.endpoints.predict. Versions are deployed by the functions,
+# never by Terraform (a traffic split Terraform applied would fight the rollout ledger).
+
+resource "google_vertex_ai_endpoint" "mesh" {
+  project      = var.project_id
+  location     = var.region
+  region       = var.region
+  name         = local.endpoint
+  display_name = local.endpoint
+  description  = "salesmesh: the versions of ${local.model_name}, as the rollout ledger splits traffic"
+  labels       = var.labels
+
+  depends_on = [google_project_service.required]
+}
