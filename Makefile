@@ -14,6 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# checkov in a virtualenv of its own: it pins an HCL parser that shadows python-hcl2
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_STAMP): tests/terraform/requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r tests/terraform/requirements-checkov.txt
+	@touch $(CHECKOV_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/salesmesh demo
 
@@ -22,7 +32,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHECKOV_STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
 
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -43,4 +53,4 @@ package:
 	$(PYTHON) functions/build.py
 
 clean:
-	rm -rf $(VENV) build .salesmesh .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) build .salesmesh .pytest_cache .mypy_cache .ruff_cache

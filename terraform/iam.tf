@@ -41,7 +41,6 @@ locals {
     "alert_handler-logging"    = { who = "alert_handler", role = "roles/logging.logWriter" }
     "training-logging"         = { who = "training", role = "roles/logging.logWriter" }
     "serving-logging"          = { who = "serving", role = "roles/logging.logWriter" }
-    "builder-builds"           = { who = "builder", role = "roles/cloudbuild.builds.builder" }
   }
 
   # who may act as which account: launching a job or deploying a model runs it as that account;
@@ -90,6 +89,16 @@ resource "google_service_account_iam_member" "act_as" {
   service_account_id = google_service_account.mesh[each.value.as].name
   role               = "roles/iam.serviceAccountUser"
   member             = local.sa[each.value.who]
+}
+
+# the functions' builds (their build_config.service_account), not the Compute Engine default
+# account; this role is the one Google documents for a function's build account
+resource "google_project_iam_member" "builder" {
+  # checkov:skip=CKV_GCP_49:the role Google documents for a function's build account; the builds run only build.py's packages
+
+  project = var.project_id
+  role    = "roles/cloudbuild.builds.builder"
+  member  = local.sa.builder
 }
 
 # rollout steps: deploy_model (and a rollback, which may re-arm one) put tasks on the queue
@@ -147,6 +156,7 @@ resource "time_sleep" "iam_propagation" {
   depends_on = [
     google_project_iam_member.mesh,
     google_project_iam_member.gcs_publishes,
+    google_project_iam_member.builder,
     google_storage_bucket_iam_member.mesh,
     google_service_account_iam_member.act_as,
     google_pubsub_topic_iam_member.train_trigger_publishes,
