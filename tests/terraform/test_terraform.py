@@ -10,115 +10,12 @@ from pathlib import Path
 import pytest
 from tf_checks import TERRAFORM, all_problems, grants, load, resolve
 
+from salesmesh.cloud import grants as grants_needed
 from salesmesh.settings import Settings
 
-# What the code does on Google Cloud, and the grant each act needs: (who, on what, which one,
-# role) -> where in the code. The Terraform must make every one of them.
-NEEDS = [
-    (
-        ("train_trigger", "bucket", "data", "roles/storage.objectViewer"),
-        "reads each upload (intake)",
-    ),
-    (
-        ("train_trigger", "bucket", "state", "roles/storage.objectUser"),
-        "merges the sales history, claims the pending run, records uploads, quarantines, "
-        "writes accuracy/",
-    ),
-    (
-        ("train_trigger", "bucket", "model", "roles/storage.objectViewer"),
-        "reads serving runs' gate.json for live accuracy",
-    ),
-    (
-        ("train_trigger", "project", "", "roles/aiplatform.user"),
-        "submits the Vertex AI training job (gcp launcher)",
-    ),
-    (
-        ("train_trigger", "service_account", "training", "roles/iam.serviceAccountUser"),
-        "runs the training job as the training account",
-    ),
-    (
-        ("train_trigger", "topic", "alerts", "roles/pubsub.publisher"),
-        "publishes a degraded version's incident (salesmesh.accuracy)",
-    ),
-    (
-        ("deploy_model", "bucket", "model", "roles/storage.objectViewer"),
-        "verifies and reads each run (artifact.fetch, read_files)",
-    ),
-    (("deploy_model", "bucket", "state", "roles/storage.objectUser"), "writes the rollout ledger"),
-    (
-        ("deploy_model", "project", "", "roles/aiplatform.user"),
-        "registers versions, deploys to the endpoint, moves traffic",
-    ),
-    (
-        ("deploy_model", "project", "", "roles/monitoring.viewer"),
-        "reads the canary's traffic and latency (gcp Metrics)",
-    ),
-    (
-        ("deploy_model", "service_account", "serving", "roles/iam.serviceAccountUser"),
-        "deploys models to run as the serving account",
-    ),
-    (
-        ("deploy_model", "service_account", "rollout_invoker", "roles/iam.serviceAccountUser"),
-        "schedules steps with the invoker's OIDC token (gcp_tasks)",
-    ),
-    (
-        ("deploy_model", "queue", "rollout", "roles/cloudtasks.enqueuer"),
-        "schedules the next rollout step",
-    ),
-    (
-        ("alert_handler", "bucket", "state", "roles/storage.objectUser"),
-        "writes the rollback into the ledger",
-    ),
-    (
-        ("alert_handler", "project", "", "roles/aiplatform.user"),
-        "moves the endpoint's traffic back",
-    ),
-    (
-        ("alert_handler", "queue", "rollout", "roles/cloudtasks.enqueuer"),
-        "re-arms the rollout after an abort",
-    ),
-    (
-        ("training", "bucket", "state", "roles/storage.objectUser"),
-        "resolves the history, releases the pending claim, records its run",
-    ),
-    (("training", "bucket", "model", "roles/storage.objectUser"), "publishes the run folder"),
-    (
-        ("serving", "bucket", "model", "roles/storage.objectViewer"),
-        "the prediction container loads its run",
-    ),
-    (
-        ("monitoring notification agent", "topic", "alerts", "roles/pubsub.publisher"),
-        "the notification channel publishes incidents",
-    ),
-    (
-        ("storage agent", "project", "", "roles/pubsub.publisher"),
-        "Eventarc's Cloud Storage triggers",
-    ),
-    (
-        ("train_trigger", "function", "train_trigger", "roles/run.invoker"),
-        "Eventarc delivers each upload's event as train_trigger's account",
-    ),
-    (
-        ("deploy_model", "function", "deploy_model", "roles/run.invoker"),
-        "Eventarc delivers each run's event as deploy_model's account",
-    ),
-    (
-        ("alert_handler", "function", "alert_handler", "roles/run.invoker"),
-        "Eventarc delivers each incident as alert_handler's account",
-    ),
-    (
-        ("rollout_invoker", "function", "deploy_model", "roles/run.invoker"),
-        "Cloud Tasks posts each rollout step with the invoker's OIDC token (gcp_tasks)",
-    ),
-    (
-        ("builder", "project", "", "roles/cloudbuild.builds.builder"),
-        "Cloud Build builds each function's container from its package",
-    ),
-    (
-        ("pubsub agent", "topic", "alerts_dead_letter", "roles/pubsub.publisher"),
-        "Pub/Sub forwards what alert_handler keeps failing on to the dead-letter topic",
-    ),
-]
+# What the code does on Google Cloud, and the grant each act needs (salesmesh.cloud.grants, the
+# table `salesmesh doctor` checks a real project against): the Terraform must make every one.
+NEEDS = [(need.grant, need.why) for need in grants_needed.NEEDS]
 
 
 def test_the_terraform_keeps_every_rule():
