@@ -408,6 +408,22 @@ def _cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from salesmesh.cloud import doctor
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    if args.region:
+        settings = dataclasses.replace(settings, region=args.region)
+    target = doctor.target_from(settings, args.project, args.prefix, args.image_tag)
+    findings = list(doctor.Doctor(target).run())
+    text, ok = doctor.report(findings)
+    print(json.dumps(doctor.as_dicts(findings), indent=2) if args.json else text)
+    return 0 if ok else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from salesmesh import demo
 
@@ -646,6 +662,24 @@ def build_parser() -> argparse.ArgumentParser:
     fault.set_defaults(handler=_cmd_fault)
 
     from salesmesh import demo
+
+    preflight = commands.add_parser(
+        "doctor",
+        help="is a Google Cloud project ready for the mesh? (read-only preflight)",
+        description="Check a real project for everything the deployed mesh relies on: the "
+        "APIs enabled, the service agents present, every IAM grant the code needs "
+        "(salesmesh.cloud.grants) on its resource, the buckets (private, in the region), "
+        "topics, rollout queue, Vertex AI endpoint, functions (active) and images (tagged). "
+        "Each failure says how to fix it. Names come from the SALESMESH_* settings (`terraform "
+        "output cli_environment`); --prefix and --image-tag name the buckets and images as "
+        "the Terraform does. Exit 0 when ready, 1 when not.",
+    )
+    preflight.add_argument("--project", required=True, help="the Google Cloud project id")
+    preflight.add_argument("--region", help="the mesh's region (default: SALESMESH_REGION)")
+    preflight.add_argument("--prefix", help="the Terraform's bucket prefix (var.prefix)")
+    preflight.add_argument("--image-tag", help="the images' tag (var.image_tag)")
+    preflight.add_argument("--json", action="store_true", help="print the findings as JSON")
+    preflight.set_defaults(handler=_cmd_doctor)
 
     story_of_all = commands.add_parser(
         "demo",

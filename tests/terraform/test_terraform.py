@@ -3,6 +3,7 @@ formatted as `terraform fmt` wants; mutated copies show each check fails, naming
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -143,6 +144,15 @@ def test_the_functions_get_every_setting_the_gcp_backend_needs():
         Settings().endpoint,
         Settings().model_name,
     )
+
+
+def test_the_apis_are_the_ones_the_preflight_checks():
+    """apis.tf enables exactly the APIs `salesmesh doctor` expects enabled."""
+    from salesmesh.cloud.doctor import APIS
+
+    body = load()["resource"]["google_project_service"]["required"]
+    listed = re.findall(r'"([a-z]+\.googleapis\.com)"', body["for_each"])
+    assert sorted(listed) == sorted(APIS)
 
 
 def _replace(name: str, old: str, new: str) -> Callable[[Path], None]:
