@@ -105,7 +105,41 @@ def _cmd_upload(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from salesmesh.local import commands
 
-    return commands.up(args.root, detach=args.detach)
+    every = args.retrain_every.total_seconds() if args.retrain_every else None
+    return commands.up(args.root, detach=args.detach, retrain_every=every)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from salesmesh import runtime
+    from salesmesh.data.source import storage_client
+    from salesmesh.errors import ConfigError
+    from salesmesh.sales import retrain
+    from salesmesh.settings import Settings
+
+    settings = Settings.from_env()
+    if args.project:
+        settings = dataclasses.replace(settings, backend="gcp", project=args.project)
+    elif settings.backend == "local" and not runtime.use_running_mesh(settings):
+        raise ConfigError(
+            "no local mesh is running to train in: start one with `salesmesh up`, or pass "
+            "--project for Google Cloud"
+        )
+    done = retrain.retrain(
+        settings,
+        runtime.launcher(settings),
+        storage_client,
+        snapshot=args.snapshot,
+        force=args.force,
+        who="manual",
+    )
+    if args.json:
+        found = dataclasses.asdict(done)
+        print(json.dumps(found, indent=2, default=str))
+    else:
+        print(done.message)
+    return 0
 
 
 def _cmd_down(args: argparse.Namespace) -> int:
@@ -500,7 +534,30 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--detach", action="store_true", help="run in the background; `salesmesh down` stops it"
     )
+    up.add_argument(
+        "--retrain-every",
+        type=_duration,
+        metavar="DURATION",
+        help="retrain on the sales history every DURATION (30s, 15m, 12h, 7d, 1h30m), as the Cloud "
+        "Scheduler job does on Google Cloud: a run only when HEAD has none yet",
+    )
     up.set_defaults(handler=_cmd_up)
+
+    train = commands.add_parser(
+        "train",
+        help="train on the sales history now (HEAD, or one snapshot)",
+        description="Launch a training run on the sales history through the same pending "
+        "claim and launcher as an upload: on HEAD by default (nothing when a run already "
+        "trained on HEAD, unless --force; a run not started yet takes this one in), or pinned "
+        "to --snapshot ID (`salesmesh data` lists them). The running local mesh by default, "
+        "Vertex AI with --project (needs SALESMESH_TRAINING_IMAGE and the state and model "
+        "buckets' names, as `terraform output cli_environment` gives them).",
+    )
+    train.add_argument("--project", help="Google Cloud project: submit a Vertex AI job")
+    train.add_argument("--snapshot", help="train on this snapshot of the history, not HEAD")
+    train.add_argument("--force", action="store_true", help="train even if HEAD was trained")
+    train.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    train.set_defaults(handler=_cmd_train)
 
     down = commands.add_parser(
         "down",

@@ -95,17 +95,42 @@ def test_up_trains_an_upload_quarantines_a_bad_one_and_stops_clean(tmp_path):
     assert leftover_processes(state) == []
 
 
+def _logged(state: Path, text: str) -> list[str]:
+    log = state / "logs" / "mesh.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line)["message"] for line in lines if text in line]
+
+
 def test_up_detach_runs_in_the_background_until_down(tmp_path):
-    """--detach returns once the mesh is ready; down stops it and leaves nothing behind."""
+    """--detach returns once the mesh is ready; its retrain schedule posts to train_trigger
+    (nothing to train before the first upload, then nothing new after the upload's run);
+    `salesmesh train` says the same; down stops it all and leaves nothing behind."""
     state = tmp_path / "state"
-    started = _cli(state, "up", "--detach", "--root", str(ROOT))
+    started = _cli(state, "up", "--detach", "--root", str(ROOT), "--retrain-every", "2s")
     assert started.returncode == 0, started.stderr
     pid = json.loads((state / "mesh.json").read_text())["pid"]
     assert "background" in started.stdout and str(pid) in started.stdout
     assert _cli(state, "up", "--detach", "--root", str(ROOT)).returncode == 1  # one at a time
     assert _status(state)["notes"] == []  # status found the running emulator
+
+    empty = wait_for(lambda: _logged(state, "scheduled retrain (schedule)"), 30, "a retrain")
+    assert "the sales history of salesmesh-demand is empty" in empty[0]
+    sales = tmp_path / "sales.csv"
+    write_sample(sales, stores=1, products=2, days=120, seed=3)
+    assert _cli(state, "upload", str(sales)).returncode == 0
+    runs = wait_for(
+        lambda: [r for r in _status(state)["runs"] if r["state"] == "succeeded"], 120, "the run"
+    )
+    trained = f"was trained by run {runs[0]['run_id']}"
+    wait_for(lambda: [m for m in _logged(state, "scheduled retrain") if trained in m], 30, trained)
+    by_hand = cli_json(state, "train", extra=EXTRA)
+    assert (by_hand["action"], by_hand["run_id"]) == ("current", runs[0]["run_id"])
+    assert len(_status(state)["runs"]) == 1  # the schedule and the hand launched nothing more
+
     stopped = _cli(state, "down")
     assert stopped.returncode == 0 and "mesh stopped" in stopped.stdout
     assert not (state / "mesh.json").exists()
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, "the mesh process to exit")
     assert "no mesh is running" in _cli(state, "down").stdout
+    refused = _cli(state, "train")
+    assert refused.returncode != 0 and "no local mesh is running to train in" in refused.stderr

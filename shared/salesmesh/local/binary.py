@@ -86,6 +86,24 @@ def task_event(
     return Event(id=name, source=source, type=event_type, subject="", time=time, data=dict(data))
 
 
+RETRAIN_EVENT = "dev.salesmesh.retrain.v1"  # salesmesh.sales.retrain.EVENT_TYPE
+
+
+def retrain_event(project: str, location: str, who: str = "schedule") -> Event:
+    """The event a schedule sends train_trigger (Cloud Scheduler's job on Google Cloud carries
+    the same headers and body: terraform/scheduler.tf)."""
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return Event(
+        id=uuid.uuid4().hex,
+        source=f"//cloudscheduler.googleapis.com/projects/{project}/locations/{location}"
+        "/jobs/salesmesh-retrain",
+        type=RETRAIN_EVENT,
+        subject="",
+        time=now,
+        data={"who": who},
+    )
+
+
 def post(url: str, event: Event, timeout: float) -> tuple[int | None, str, str]:
     """(status, body excerpt, error) of POSTing ``event`` in binary mode to ``url``."""
     parts = urllib.parse.urlsplit(url)

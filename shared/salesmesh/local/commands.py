@@ -18,15 +18,17 @@ import time
 from pathlib import Path
 
 from salesmesh import runtime
+from salesmesh.local.binary import post, retrain_event
 from salesmesh.local.mesh import Mesh
 from salesmesh.settings import Settings
 
 
-def up(root: str, detach: bool = False) -> int:
-    """Run the mesh in the foreground until Ctrl-C or SIGTERM (or in the background)."""
+def up(root: str, detach: bool = False, retrain_every: float | None = None) -> int:
+    """Run the mesh in the foreground until Ctrl-C or SIGTERM (or in the background); with
+    ``retrain_every`` seconds, post a scheduled retrain to train_trigger that often."""
     settings = Settings.from_env()
     if detach:
-        return _detach(settings, root)
+        return _detach(settings, root, retrain_every)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     started = time.perf_counter()
@@ -64,6 +66,16 @@ def up(root: str, detach: bool = False) -> int:
             print(f"  {name:<17} {url}")
         for name, why in mesh.skipped.items():
             print(f"  {name:<17} not served: {why}")
+        if retrain_every:
+            every = f"{retrain_every:g} s"
+            print(f"  {'retrain':<17} every {every}, on HEAD when no run trained it yet")
+            schedule = threading.Thread(
+                target=_retrain_schedule,
+                args=(mesh.url("train_trigger"), retrain_every, stopping),
+                name="retrain-schedule",
+                daemon=True,
+            )
+            schedule.start()
         print("upload with `salesmesh upload FILE`; Ctrl-C stops everything", flush=True)
         try:
             while not stopping.wait(3600):
@@ -76,7 +88,17 @@ def up(root: str, detach: bool = False) -> int:
     return 0
 
 
-def _detach(settings: Settings, root: str) -> int:
+def _retrain_schedule(url: str, every: float, stopping: threading.Event) -> None:
+    """What Cloud Scheduler does on Google Cloud: post the retrain event to train_trigger
+    every ``every`` seconds (the first after one period), until the mesh stops."""
+    while not stopping.wait(every):
+        event = retrain_event(project=Settings.from_env().project, location="local")
+        status, body, error = post(url, event, timeout=60)
+        if status != 200:
+            print(f"scheduled retrain not taken: {status or error} {body[:200]}", flush=True)
+
+
+def _detach(settings: Settings, root: str, retrain_every: float | None = None) -> int:
     """Start ``salesmesh up`` in the background and return once it is ready."""
     mesh_file = settings.state_dir / runtime.MESH_FILE
     if mesh_file.exists():
@@ -86,7 +108,8 @@ def _detach(settings: Settings, root: str) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         child = subprocess.Popen(
-            [sys.executable, "-m", "salesmesh.cli", "up", "--root", root],
+            [sys.executable, "-m", "salesmesh.cli", "up", "--root", root]
+            + (["--retrain-every", f"{round(retrain_every)}s"] if retrain_every else []),
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
