@@ -22,9 +22,14 @@ locals {
     alert_handler = { memory = "512Mi", max_instances = 3 }
   }
 
-  # Cloud Tasks posts rollout steps to deploy_model's deterministic run.app URL, which is known
-  # before the function exists (no self-reference); Cloud Run accepts it as the token audience
-  deploy_url = "https://${local.function_names.deploy_model}-${data.google_project.this.number}.${var.region}.run.app"
+  # Each function's deterministic run.app URL, known before the function exists: Cloud Tasks
+  # posts rollout steps to deploy_model's (the function cannot be handed its own uri: it would
+  # name itself), Cloud Scheduler the retrain to train_trigger's; Cloud Run takes it as the
+  # OIDC audience, and requests from both count as internal
+  function_urls = {
+    for f, name in local.function_names : f => "https://${name}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+  deploy_url = local.function_urls.deploy_model
 
   images = {
     training = "${local.image_repository}/salesmesh-train:${var.image_tag}"

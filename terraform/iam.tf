@@ -53,13 +53,14 @@ locals {
     "alert_handler-rollout_invoker" = { who = "alert_handler", as = "rollout_invoker" }
   }
 
-  # who may call which function: each trigger's own account (Eventarc delivers as it), and the
-  # rollout invoker on deploy_model (Cloud Tasks' OIDC token)
+  # who may call which function: each trigger's own account (Eventarc delivers as it), the
+  # rollout invoker on deploy_model (Cloud Tasks' OIDC token), the scheduler on train_trigger
   invokers = {
     "train_trigger-train_trigger"  = { function = "train_trigger", who = "train_trigger" }
     "deploy_model-deploy_model"    = { function = "deploy_model", who = "deploy_model" }
     "alert_handler-alert_handler"  = { function = "alert_handler", who = "alert_handler" }
     "deploy_model-rollout_invoker" = { function = "deploy_model", who = "rollout_invoker" }
+    "train_trigger-scheduler"      = { function = "train_trigger", who = "scheduler" }
   }
 }
 

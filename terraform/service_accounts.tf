@@ -11,6 +11,7 @@ locals {
     serving         = "Runs the prediction containers on the Vertex AI endpoint"
     rollout_invoker = "Identity of Cloud Tasks' rollout steps when they call deploy_model"
     builder         = "Builds the functions' containers from their packages (Cloud Build)"
+    scheduler       = "Identity of the Cloud Scheduler retrain job when it calls train_trigger"
   }
 }
 

@@ -77,3 +77,20 @@ variable "log_retention_days" {
     error_message = "log_retention_days must be from 1 to 3650."
   }
 }
+
+variable "retrain_schedule" {
+  description = "Cron schedule of a retrain on the sales history's latest snapshot (e.g. \"0 3 * * 1\", Mondays 03:00); empty: no schedule. A run starts only when no run trained that snapshot yet."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.retrain_schedule == "" || length(split(" ", trimspace(var.retrain_schedule))) == 5
+    error_message = "retrain_schedule must be empty or a five-field cron expression such as \"0 3 * * 1\"."
+  }
+}
+
+variable "retrain_time_zone" {
+  description = "Time zone of retrain_schedule (a tz database name)."
+  type        = string
+  default     = "Etc/UTC"
+}

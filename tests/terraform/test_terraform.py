@@ -43,7 +43,7 @@ def test_grants_are_read_from_every_form_the_terraform_uses():
     """Bucket, project and act-as grants from the locals' tables, the queue's for_each, the
     topic's and the agents' resources: all counted, so a missing one cannot hide."""
     made = grants(load())
-    assert len(made) == 38
+    assert len(made) == 39
     assert ("alert_handler", "queue", "rollout", "roles/cloudtasks.enqueuer") in made
     assert ("rollout_invoker", "function", "deploy_model", "roles/run.invoker") in made
     assert ("monitoring notification agent", "topic", "alerts", "roles/pubsub.publisher") in made
@@ -100,9 +100,10 @@ def test_deploy_model_is_posted_to_at_its_deterministic_url():
 
     config = load()
     assert config["locals"]["function_env"]["SALESMESH_DEPLOY_URL"] == "${local.deploy_url}"
-    assert config["locals"]["deploy_url"] == (
-        "https://${local.function_names.deploy_model}-${data.google_project.this.number}"
-        ".${var.region}.run.app"
+    assert config["locals"]["deploy_url"] == "${local.function_urls.deploy_model}"
+    assert config["locals"]["function_urls"] == (
+        '${{for f, name in local.function_names : f => "https://${name}-'
+        '${data.google_project.this.number}.${var.region}.run.app"}}'
     )
     name = resolve("${local.function_names.deploy_model}", config)
     label = f"{name}-{'9' * 19}"  # a project number is at most 19 digits
@@ -153,6 +154,27 @@ def test_the_apis_are_the_ones_the_preflight_checks():
     body = load()["resource"]["google_project_service"]["required"]
     listed = re.findall(r'"([a-z]+\.googleapis\.com)"', body["for_each"])
     assert sorted(listed) == sorted(APIS)
+
+
+def test_the_retrain_schedule_posts_what_the_local_schedule_posts():
+    """Off by default; when set, Cloud Scheduler posts train_trigger the retrain CloudEvent the
+    local mesh's schedule posts (same type, the same ce-* attributes but the time), as the
+    scheduler account, whose token train_trigger accepts."""
+    from salesmesh.local.binary import RETRAIN_EVENT, retrain_event
+
+    config = load()
+    job = config["resource"]["google_cloud_scheduler_job"]["retrain"]
+    assert job["count"] == '${var.retrain_schedule == "" ? 0 : 1}'
+    assert config["variable"]["retrain_schedule"]["default"] == ""
+    assert config["locals"]["retrain_event"] == RETRAIN_EVENT
+    target = job["http_target"][0]
+    assert target["uri"] == "${local.function_urls.train_trigger}"
+    assert target["oidc_token"][0]["audience"] == target["uri"]
+    local = retrain_event("p", "l").headers()
+    assert set(target["headers"]) == set(local) - {"ce-time"}  # optional in CloudEvents
+    assert target["headers"]["ce-type"] == "${local.retrain_event}"
+    assert 'who = "schedule"' in target["body"]
+    assert ("scheduler", "function", "train_trigger", "roles/run.invoker") in grants(config)
 
 
 def _replace(name: str, old: str, new: str) -> Callable[[Path], None]:

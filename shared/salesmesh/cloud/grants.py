@@ -21,6 +21,7 @@ ACCOUNTS = (
     "serving",
     "rollout_invoker",
     "builder",
+    "scheduler",
 )
 # Google's service agents, by name here -> the account's name, of the project's number
 AGENTS = {
@@ -201,6 +202,13 @@ NEEDS: tuple[Need, ...] = (
             f"{f}'s trigger delivers events as its account",
         )
         for f in ("train_trigger", "deploy_model", "alert_handler")
+    ),
+    Need(
+        "scheduler",
+        "function",
+        "train_trigger",
+        _INVOKE,
+        "Cloud Scheduler posts the retrain with the scheduler's OIDC token (scheduler.tf)",
     ),
     Need(
         "builder",
