@@ -1,19 +1,6 @@
 resource "google_project_service" "required" {
-  for_each = toset([
-    "aiplatform.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "cloudfunctions.googleapis.com",
-    "cloudscheduler.googleapis.com",
-    "cloudtasks.googleapis.com",
-    "eventarc.googleapis.com",
-    "iam.googleapis.com",
-    "logging.googleapis.com",
-    "monitoring.googleapis.com",
-    "pubsub.googleapis.com",
-    "run.googleapis.com",
-    "storage.googleapis.com",
-  ])
+  # the APIs `salesmesh doctor` checks: one list, read by both
+  for_each = toset(jsondecode(file("${path.module}/../shared/salesmesh/cloud/apis.json")).apis)
 
   project = var.project_id
   service = each.value

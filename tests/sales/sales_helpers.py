@@ -1,4 +1,5 @@
-"""Helpers of the sales-history tests: sample rows as the contract gives them, upload entries."""
+"""Helpers of the sales-history tests: sample rows as the contract gives them, upload entries,
+the mesh's buckets with the real local launcher."""
 
 from __future__ import annotations
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sales_helpers import mesh_parts
 
 from salesmesh import events, intake
 from salesmesh.backends.local import LocalTrainingLauncher
@@ -25,21 +25,8 @@ SAMPLE = generate(stores=2, products=10, days=120, seed=11)
 
 @pytest.fixture
 def mesh(bucket: Any, tmp_path: Path) -> tuple[Settings, LocalTrainingLauncher]:
-    """Data, model and state buckets on the emulator, and the real local launcher whose
-    trainers share the state folder (and so the history's lock), as in the mesh."""
-    client = bucket.client
-    models = client.create_bucket(f"{bucket.name[:50]}-models")
-    states = client.create_bucket(f"{bucket.name[:50]}-state")
-    settings = Settings(
-        data_bucket=bucket.name,
-        model_bucket=models.name,
-        state_bucket=states.name,
-        horizon=7,
-        state_dir=tmp_path / "state",
-        history_quiet=3.0,
-    )
-    env = {**os.environ, "SALESMESH_STATE_DIR": str(settings.state_dir)}
-    return settings, LocalTrainingLauncher(settings.state_dir, env=env)
+    """The mesh's buckets and launcher; HEAD must be still for 3 s before a run trains."""
+    return mesh_parts(bucket, tmp_path, quiet=3.0)
 
 
 def _upload(bucket: Any, name: str, text: str) -> events.StorageObject:

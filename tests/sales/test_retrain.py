@@ -3,12 +3,12 @@ the real local launcher and trainer, through train_trigger's own handler for the
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sales_helpers import mesh_parts
 
 from salesmesh import events, intake
 from salesmesh.backends.local import LocalTrainingLauncher
@@ -24,19 +24,7 @@ SAMPLE = generate(stores=1, products=3, days=120, seed=5)
 
 @pytest.fixture
 def mesh(bucket: Any, tmp_path: Path) -> tuple[Settings, LocalTrainingLauncher]:
-    client = bucket.client
-    models = client.create_bucket(f"{bucket.name[:50]}-models")
-    states = client.create_bucket(f"{bucket.name[:50]}-state")
-    settings = Settings(
-        data_bucket=bucket.name,
-        model_bucket=models.name,
-        state_bucket=states.name,
-        horizon=7,
-        state_dir=tmp_path / "state",
-        history_quiet=0.5,
-    )
-    env = {**os.environ, "SALESMESH_STATE_DIR": str(settings.state_dir)}
-    return settings, LocalTrainingLauncher(settings.state_dir, env=env)
+    return mesh_parts(bucket, tmp_path, quiet=0.5)
 
 
 def _finished(launcher: LocalTrainingLauncher, run_id: str, timeout: float = 180) -> TrainingRun:

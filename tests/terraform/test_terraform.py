@@ -3,7 +3,6 @@ formatted as `terraform fmt` wants; mutated copies show each check fails, naming
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -148,12 +147,16 @@ def test_the_functions_get_every_setting_the_gcp_backend_needs():
 
 
 def test_the_apis_are_the_ones_the_preflight_checks():
-    """apis.tf enables exactly the APIs `salesmesh doctor` expects enabled."""
-    from salesmesh.cloud.doctor import APIS
+    """apis.tf enables the APIs of the very file `salesmesh doctor` reads them from."""
+    from salesmesh.cloud import doctor
 
     body = load()["resource"]["google_project_service"]["required"]
-    listed = re.findall(r'"([a-z]+\.googleapis\.com)"', body["for_each"])
-    assert sorted(listed) == sorted(APIS)
+    listed = Path(doctor.__file__).with_name("apis.json")
+    assert body["for_each"] == (
+        '${toset(jsondecode(file("${path.module}/../shared/salesmesh/cloud/apis.json")).apis)}'
+    )
+    assert (TERRAFORM / "../shared/salesmesh/cloud/apis.json").resolve() == listed.resolve()
+    assert "cloudtasks.googleapis.com" in doctor.APIS and len(doctor.APIS) == 13
 
 
 def test_the_retrain_schedule_posts_what_the_local_schedule_posts():

@@ -23,29 +23,19 @@ caller may not read fails saying which permission is missing rather than guessin
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
+from importlib import resources
 from typing import Any
 
 from salesmesh.cloud.grants import NEEDS, Need, account_email, member
 from salesmesh.errors import ConfigError
 
-# every API the mesh calls (terraform/apis.tf enables exactly these)
-APIS = (
-    "aiplatform.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "cloudfunctions.googleapis.com",
-    "cloudscheduler.googleapis.com",
-    "cloudtasks.googleapis.com",
-    "eventarc.googleapis.com",
-    "iam.googleapis.com",
-    "logging.googleapis.com",
-    "monitoring.googleapis.com",
-    "pubsub.googleapis.com",
-    "run.googleapis.com",
-    "storage.googleapis.com",
+# every API the mesh calls: the file terraform/apis.tf enables them from
+APIS: tuple[str, ...] = tuple(
+    json.loads(resources.files("salesmesh.cloud").joinpath("apis.json").read_text())["apis"]
 )
 # service agents that hold a project role once their API created them: name -> (account, API)
 AGENT_ACCOUNTS = {
