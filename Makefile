@@ -32,8 +32,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint $(CHECKOV_STAMP)
-	$(BIN)/pytest -n 2 --dist loadfile
+# the two virtualenvs install side by side (each mostly waits on pip), then lint, then pytest
+test:
+	$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKOV_STAMP)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/pytest -n 3 --dist loadfile
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

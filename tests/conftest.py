@@ -91,3 +91,34 @@ def broken_artifact(model_artifact: Path, tmp_path_factory: pytest.TempPathFacto
 
 # the rollout's world on the real local backends (tests/rollout_world.py), for any test module
 from rollout_world import world  # noqa: E402, F401
+
+# The slowest test files, slowest first (`pytest --durations`, 2026-12): they start at once on
+# the xdist workers, and the many short files fill in around them, so no worker is left with a
+# long file at the end while the others idle. A stale list costs balance only, never a test.
+SLOWEST_FIRST = (
+    "tests/local/test_rollout_crash.py",
+    "tests/local/test_deploy_e2e.py",
+    "tests/local/test_gate_e2e.py",
+    "tests/local/test_demo.py",
+    "tests/local/test_alert_rollback.py",
+    "tests/test_deploy.py",
+    "tests/test_rollback.py",
+    "tests/local/test_sales_history_e2e.py",
+    "tests/local/test_up_cli.py",
+    "tests/backends/test_local_endpoint.py",
+    "tests/test_intake.py",
+    "tests/sales/test_retrain.py",
+    "tests/sales/test_coalescing.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the slowest files first, each file's tests in their own order."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
+    root = Path(str(config.rootpath))
+
+    def key(item: pytest.Item) -> int:
+        relative = Path(str(item.path)).relative_to(root).as_posix()
+        return rank.get(relative, len(rank))
+
+    items.sort(key=key)  # stable: the rest keep their collected order
