@@ -12,8 +12,6 @@ locals {
     sources = "${var.prefix}-sources"
   }
   alerts_topic = "salesmesh-alerts"
-  # the one model every run becomes a version of, and the endpoint serving it (the settings'
-  # defaults: SALESMESH_MODEL_NAME, SALESMESH_ENDPOINT)
+  # the one model every run becomes a version of (the settings' default SALESMESH_MODEL_NAME)
   model_name = "salesmesh-demand"
-  endpoint   = "salesmesh"
 }

@@ -7,7 +7,7 @@ locals {
     "(resource.type = \"cloud_run_revision\" AND resource.labels.service_name = (${join(" OR ", [for f in values(local.function_names) : "\"${f}\""])}))",
     # a custom job's entries carry no job labels to select ours by: every job of the project
     "resource.type = \"ml_job\"",
-    "(resource.type = \"aiplatform.googleapis.com/Endpoint\" AND resource.labels.endpoint_id = \"${local.endpoint}\")",
+    "(resource.type = \"aiplatform.googleapis.com/Endpoint\" AND resource.labels.endpoint_id = \"${var.endpoint_id}\")",
   ])
 }
 

@@ -94,3 +94,14 @@ variable "retrain_time_zone" {
   type        = string
   default     = "Etc/UTC"
 }
+
+variable "endpoint_id" {
+  description = "Id of the Vertex AI endpoint (SALESMESH_ENDPOINT): the google provider takes a number of at most 10 digits, no leading zero; ids Vertex AI makes up are 19 digits, so a short one never meets them."
+  type        = string
+  default     = "1001"
+
+  validation {
+    condition     = can(regex("^[1-9][0-9]{0,9}$", var.endpoint_id))
+    error_message = "endpoint_id must be a number of 1-10 digits without a leading zero."
+  }
+}

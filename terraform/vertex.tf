@@ -1,4 +1,5 @@
-# The endpoint deploy_model deploys each version to and alert_handler rolls back on. It is not
+# The endpoint deploy_model deploys each version to and alert_handler rolls back on, by the id
+# var.endpoint_id (the functions' SALESMESH_ENDPOINT; the settings take a numeric id). It is not
 # public: predicting needs aiplatform.endpoints.predict. Versions are deployed by the functions,
 # never by Terraform (a traffic split Terraform applied would fight the rollout ledger).
 
@@ -8,8 +9,8 @@ resource "google_vertex_ai_endpoint" "mesh" {
   project      = var.project_id
   location     = var.region
   region       = var.region
-  name         = local.endpoint
-  display_name = local.endpoint
+  name         = var.endpoint_id # the provider takes a number only
+  display_name = "salesmesh"
   description  = "salesmesh: the versions of ${local.model_name}, as the rollout ledger splits traffic"
   labels       = var.labels
 

@@ -139,11 +139,14 @@ def test_the_functions_get_every_setting_the_gcp_backend_needs():
     assert set(env) == {ENV_VARS[field] for field in wanted}
     assert env["SALESMESH_BACKEND"] == "gcp"
     assert env["SALESMESH_ENDPOINT"] == "${google_vertex_ai_endpoint.mesh.name}"
-    assert load()["resource"]["google_vertex_ai_endpoint"]["mesh"]["name"] == "${local.endpoint}"
-    assert (load()["locals"]["endpoint"], load()["locals"]["model_name"]) == (
-        Settings().endpoint,
-        Settings().model_name,
-    )
+    config = load()
+    assert config["resource"]["google_vertex_ai_endpoint"]["mesh"]["name"] == "${var.endpoint_id}"
+    assert config["locals"]["model_name"] == Settings().model_name
+    # the provider wants the endpoint's name numeric; the functions take such an id
+    numeric = config["variable"]["endpoint_id"]["default"]
+    gcp = {"SALESMESH_BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "p", "SALESMESH_REGION": "us-east1"}
+    settings = Settings.from_env({**gcp, "SALESMESH_ENDPOINT": numeric})
+    assert settings.endpoint_id == numeric
 
 
 def test_the_apis_are_the_ones_the_preflight_checks():

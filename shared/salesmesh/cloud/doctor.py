@@ -16,8 +16,9 @@ relies on, and says per item what is wrong and how to fix it:
   functions (active) and the training and serving images' tags.
 
 Names are the settings' (``SALESMESH_*``, as ``terraform output cli_environment`` gives them);
-``--prefix`` names the buckets as Terraform does. Nothing is created or changed. A check the
-caller may not read fails saying which permission is missing rather than guessing.
+``--prefix`` names the buckets as Terraform does. Nothing is changed (asking Cloud Storage for
+its agent's email makes that agent if it never existed, as Terraform's data source does too).
+A check the caller may not read fails saying which permission is missing rather than guessing.
 """
 
 from __future__ import annotations
