@@ -32,11 +32,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# the two virtualenvs install side by side (each mostly waits on pip), then lint, then pytest
+# The two virtualenvs install side by side (each mostly waits on pip), then lint, then pytest:
+# three workers (most tests wait on servers, emulators and canaries), a file at a time each, in
+# the order tests/conftest.py gives (slowest first; xdist's own reorder would put the long
+# one-test files last, where a worker runs them alone)
 test:
 	$(MAKE) --no-print-directory -j2 $(STAMP) $(CHECKOV_STAMP)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 BENCH_STAMP := $(VENV)/.installed-bench
 
