@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,45 @@ def test_stop_leaves_no_java_behind(tmp_path: Path) -> None:
     assert not processes.alive(pid)
     assert _pgrep(f"pubsub-emulator.*--port={emulator.port}") == []
     assert not processes.listening(emulator.port)
+
+
+def test_a_port_taken_while_the_jvm_starts_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Meshes and tests start side by side: the free port picked can be bound by another
+    process in the seconds before java binds it. The emulator is ready only once its own log
+    says it listens, so the squatter is never taken for it, and another free port is used."""
+    if (reason := available()) is not None:
+        pytest.skip(f"Pub/Sub emulator unavailable: {reason}")
+    squatter = socket.socket()
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    taken = probe.getsockname()[1]
+    probe.close()
+    real_free_port = processes.free_port
+    ports = iter([taken])
+    monkeypatch.setattr(processes, "free_port", lambda: next(ports, None) or real_free_port())
+    real_start = processes.start
+
+    def start_then_squat(command: Any, log: Path, **kwargs: Any) -> Any:
+        started = real_start(command, log, **kwargs)
+        if f"--port={taken}" in " ".join(command):  # bound before the JVM is up
+            squatter.bind(("127.0.0.1", taken))
+            squatter.listen()
+        return started
+
+    monkeypatch.setattr(processes, "start", start_then_squat)
+    emulator = PubSubEmulator(tmp_path)
+    assert emulator.port == taken
+    try:
+        emulator.start()
+        assert emulator.port != taken and emulator.pid is not None
+        assert processes.alive(emulator.pid)
+        emulator.setup("proj", "alerts", "alerts-sub", "alerts-dead", 5)  # it is the emulator
+        log = (tmp_path / "pubsub-emulator.log").read_text()
+        assert "java.net.BindException" in log
+        assert f"listening on {emulator.port}" in log
+    finally:
+        emulator.stop()
+        squatter.close()
+    assert _pgrep(f"pubsub-emulator.*--port={taken}") == []  # the first JVM was stopped

@@ -44,7 +44,15 @@ __all__ = [
 JAVA = "java"
 _LAUNCHER = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 START_TIMEOUT = 30.0  # seconds; it answers in about 2 s on this machine
+PORT_ATTEMPTS = 3
+# what the emulator's log says once it serves, and when its port was taken first
+LISTENING = "Server started, listening on"
+BIND_FAILED = "java.net.BindException"
 MIN_ACK_DEADLINE = 10  # the emulator refuses less
+
+
+class _PortTakenError(Exception):
+    """The port was someone else's: another free one may do."""
 
 
 class PubSubEmulatorError(MeshError):
@@ -109,7 +117,9 @@ class PubSubEmulator:
     def __init__(self, data_dir: Path | None = None, port: int = 0) -> None:
         """``data_dir`` holds its log (None: a temporary folder). Topics and messages live in
         the emulator's memory whatever it is: the launcher has no persistence flag, so a
-        restarted emulator starts empty and :meth:`setup` runs again."""
+        restarted emulator starts empty and :meth:`setup` runs again. ``port`` 0 picks a free
+        one (and another, should it be taken while the JVM starts)."""
+        self._given_port = port
         self.port = port or processes.free_port()
         self._data_dir = None if data_dir is None else Path(data_dir).resolve()
         self._process: subprocess.Popen[bytes] | None = None
@@ -130,21 +140,46 @@ class PubSubEmulator:
         return {"PUBSUB_EMULATOR_HOST": self.host}
 
     def start(self) -> None:
-        """Start it and return once it accepts connections; PubSubEmulatorError otherwise."""
+        """Start it and return once it accepts connections; PubSubEmulatorError otherwise.
+
+        A free port can be taken by another process in the seconds the JVM takes to bind it
+        (meshes and tests start side by side): the emulator is ready only once its own log says
+        it listens on its port, so a squatter never passes for it, and a port lost that way
+        is replaced by another free one (when the port was not given), up to three times."""
         if self._process is not None:
             return
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_on_port()
+                return
+            except _PortTakenError as exc:
+                if self._given_port or attempt == PORT_ATTEMPTS:
+                    raise PubSubEmulatorError(str(exc)) from None
+                self.port = processes.free_port()
+
+    def _start_on_port(self) -> None:
         script = launcher()
-        # readiness is "the port answers": a squatter on it would pass for the emulator
         if processes.listening(self.port):
-            raise PubSubEmulatorError(f"cannot start the Pub/Sub emulator: {self.host} is taken")
+            raise _PortTakenError(f"cannot start the Pub/Sub emulator: {self.host} is taken")
         command = [str(script), "--host=127.0.0.1", f"--port={self.port}"]
         if self._data_dir is not None:
             self._data_dir.mkdir(parents=True, exist_ok=True)
             self._log = self._data_dir / "pubsub-emulator.log"
         else:
             self._log = Path(tempfile.mkdtemp(prefix="pubsub-emulator-")) / "emulator.log"
-        process = processes.start(command, self._log)
-        log = self._log
+        log, port = self._log, self.port
+        offset = log.stat().st_size if log.exists() else 0  # the log is appended to
+        process = processes.start(command, log)
+
+        def ready() -> bool:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+            if BIND_FAILED in text:
+                raise _PortTakenError(
+                    f"cannot start the Pub/Sub emulator: {self.host} was taken while it started"
+                )
+            return f"{LISTENING} {port}" in text and processes.listening(port)
 
         def failed(code: int | None) -> BaseException:
             why = "did not answer in time" if code is None else f"exited with {code}"
@@ -153,12 +188,7 @@ class PubSubEmulator:
                 f"{processes.tail(log)}"
             )
 
-        processes.await_ready(
-            process,
-            lambda: processes.listening(self.port),
-            time.monotonic() + START_TIMEOUT,
-            failed,
-        )
+        processes.await_ready(process, ready, time.monotonic() + START_TIMEOUT, failed)
         self._process = process
 
     def stop(self) -> None:
