@@ -54,6 +54,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/rollout.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/gate.py
+	$(BIN)/python bench/functions.py
 
 package:
 	$(PYTHON) functions/build.py

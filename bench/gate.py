@@ -24,7 +24,7 @@ from pathlib import Path
 from machine import ROOT, report_footer, report_header
 
 JUDGE = """
-import json, resource, sys, time
+import json, sys, time
 from salesmesh.gate import GateSettings
 from salesmesh.gate.runs import judge_versions
 from salesmesh.ports import ModelVersion
@@ -35,7 +35,9 @@ one, two = (ModelVersion(v, run, "", metrics=metrics) for v in ("1", "2"))
 start = time.perf_counter()
 decision = judge_versions(two, one, GateSettings())
 seconds = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, this address space's peak: ru_maxrss would carry the (training) parent's across exec
+status = open("/proc/self/status").read().splitlines()
+peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 print(json.dumps({"seconds": seconds, "peak_mib": peak, "mode": decision.evidence["mode"]}))
 """
 

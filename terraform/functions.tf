@@ -2,10 +2,12 @@
 # runs at plan time (Terraform's external data source) and hands over each zip and its sha256.
 # The object is named by that hash, so a changed package is a new object and a new revision.
 #
-# Sizes, from measurements (bench/ and the issue notes): the Vertex AI SDK alone takes about
-# 200 MB; deploy_model's gate read 1.1 M rows of evidence at 573 MiB peak (bench/gate.py), and
-# train_trigger merges the sales history with pandas. Every event-driven invocation may run for
-# 540 s at most; a rollout never needs that long (each step is one short call).
+# Sizes, from measurements (bench/functions.py, bench/gate.py; 1.1 M rows, 3,000 series): cold,
+# with the SDKs their gcp backends import, train_trigger takes 283 MiB, deploy_model 205 and
+# alert_handler 200; train_trigger peaks at 818 MiB merging a full re-export and then a week,
+# deploy_model's gate judges two runs at 507 MiB on top of its SDKs. Every event-driven
+# invocation may run for 540 s at most; a rollout never needs that long (each step is one
+# short call).
 
 data "external" "packages" {
   program = ["python3", "${path.module}/../functions/build.py", "--terraform"]

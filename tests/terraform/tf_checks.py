@@ -348,9 +348,10 @@ def fmt_problems(folder: Path = TERRAFORM) -> list[str]:
     return [f"terraform fmt would change: {run.stdout.strip() or run.stderr.strip()}"]
 
 
-# The least memory each function gets, in MiB, from measurements: the Vertex AI SDK alone takes
-# about 200 MB; deploy_model judged 1.1 M rows of gate evidence at 573 MiB peak (bench/gate.py);
-# train_trigger merges the sales history with pandas.
+# The least memory each function gets, in MiB, from measurements (README: "The functions'
+# memory"): with 1.1 M rows train_trigger peaked at 818 MiB (bench/functions.py) and
+# deploy_model's gate judged at 507 MiB on top of its SDKs' 205 (bench/gate.py); alert_handler
+# takes 200 MiB cold.
 MIN_MEMORY_MIB = {"train_trigger": 1024, "deploy_model": 1024, "alert_handler": 512}
 MAX_TIMEOUT = 540  # an event-driven gen2 function's limit
 _MEMORY = re.compile(r"^(\d+)(Mi|Gi|M|G)$")
