@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from salesmesh.errors import MeshError
-from salesmesh.local.processes import await_ready, listening, start, stop_child, tail
+from salesmesh.local.processes import await_ready, serving, start, stop_child, tail
 from salesmesh.settings import ENV_VARS, Settings
 
 
@@ -110,7 +110,8 @@ class FunctionServer:
             return FunctionStartError(f"function {self.name} {how}:\n{tail(self.log_path)}")
 
         deadline = time.monotonic() + ready_timeout
-        await_ready(self.process, lambda: listening(self.port), deadline, failed)
+        process = self.process
+        await_ready(process, lambda: serving(process, self.port), deadline, failed)
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM the process group, SIGKILL it after ``timeout``, and reap the process."""

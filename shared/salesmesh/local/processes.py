@@ -49,6 +49,50 @@ def listening(port: int, host: str = "127.0.0.1") -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+_LISTEN = "0A"  # the TCP state LISTEN in /proc/net/tcp
+
+
+def listening_in_group(pgid: int, port: int) -> bool | None:
+    """True if a process of group ``pgid`` holds the socket listening on ``port``; False if
+    someone else's is; None where ``/proc`` cannot tell (not Linux). A child whose free port
+    another process took while it started must not be taken for ready because "the port
+    answers": the squatter answers."""
+    inodes = set()
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with suppress(FileNotFoundError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    fields = line.split()
+                    local, state, inode = fields[1], fields[3], fields[9]
+                    if state == _LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
+                        inodes.add(f"socket:[{inode}]")
+        if not inodes:
+            return False
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with suppress(OSError, ValueError, IndexError):
+                stat = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[2]) != pgid:  # field 5 of stat: the process group
+                    continue
+                for fd in (proc / "fd").iterdir():
+                    with suppress(OSError):
+                        if str(fd.readlink()) in inodes:
+                            return True
+    except OSError:
+        return None
+    return False
+
+
+def serving(process: subprocess.Popen[bytes], port: int) -> bool:
+    """True once ``process`` (or a child in its group, as a server's workers are) listens on
+    ``port``: by ``/proc`` where there is one, else by the port answering at all."""
+    if not listening(port):
+        return False
+    owned = listening_in_group(process.pid, port)  # start() makes each child a group leader
+    return True if owned is None else owned
+
+
 def start(
     command: Sequence[str],
     log: Path,

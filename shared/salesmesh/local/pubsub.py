@@ -179,7 +179,7 @@ class PubSubEmulator:
                 raise _PortTakenError(
                     f"cannot start the Pub/Sub emulator: {self.host} was taken while it started"
                 )
-            return f"{LISTENING} {port}" in text and processes.listening(port)
+            return f"{LISTENING} {port}" in text and processes.serving(process, port)
 
         def failed(code: int | None) -> BaseException:
             why = "did not answer in time" if code is None else f"exited with {code}"
