@@ -71,3 +71,29 @@ def test_the_mesh_function_server_is_ready_on_a_free_port(tmp_path: Path) -> Non
         assert processes.listening_in_group(server.process.pid, port) is True
     finally:
         server.stop()
+
+
+def test_without_proc_the_port_answering_is_taken_as_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where there is no /proc/net/tcp (macOS), ownership cannot be read: serving() falls
+    back to the port answering, so function servers still start there."""
+    real_exists = Path.exists
+    monkeypatch.setattr(
+        Path,
+        "exists",
+        lambda self: False if str(self).startswith("/proc/net/") else real_exists(self),
+    )
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    child = processes.start(
+        [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "c.log"
+    )
+    try:
+        assert processes.listening_in_group(child.pid, port) is None
+        assert processes.serving(child, port)  # answering is all it can know
+    finally:
+        processes.stop_child(child)
+        squatter.close()

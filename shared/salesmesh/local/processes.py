@@ -57,11 +57,14 @@ def listening_in_group(pgid: int, port: int) -> bool | None:
     someone else's is; None where ``/proc`` cannot tell (not Linux). A child whose free port
     another process took while it started must not be taken for ready because "the port
     answers": the squatter answers."""
+    tables = [Path(t) for t in ("/proc/net/tcp", "/proc/net/tcp6") if Path(t).exists()]
+    if not tables:
+        return None  # no /proc (macOS, BSD): the caller falls back to "the port answers"
     inodes = set()
     try:
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for table in tables:
             with suppress(FileNotFoundError):
-                for line in Path(table).read_text().splitlines()[1:]:
+                for line in table.read_text().splitlines()[1:]:
                     fields = line.split()
                     local, state, inode = fields[1], fields[3], fields[9]
                     if state == _LISTEN and int(local.rsplit(":", 1)[1], 16) == port:
