@@ -101,15 +101,8 @@ def _logged(state: Path, text: str) -> list[str]:
     return [json.loads(line)["message"] for line in lines if text in line]
 
 
-def test_up_detach_runs_in_the_background_until_down(tmp_path):
-    """--detach returns once the mesh is ready; its retrain schedule posts to train_trigger
-    (nothing to train before the first upload, then nothing new after the upload's run);
-    `salesmesh train` says the same; down stops it all and leaves nothing behind."""
-    state = tmp_path / "state"
-    started = _cli(state, "up", "--detach", "--root", str(ROOT), "--retrain-every", "2s")
-    assert started.returncode == 0, started.stderr
-    pid = json.loads((state / "mesh.json").read_text())["pid"]
-    assert "background" in started.stdout and str(pid) in started.stdout
+def _retrain_on_schedule_and_by_hand(state: Path, pid: int, printed: str, tmp_path: Path) -> None:
+    assert "background" in printed and str(pid) in printed
     assert _cli(state, "up", "--detach", "--root", str(ROOT)).returncode == 1  # one at a time
     assert _status(state)["notes"] == []  # status found the running emulator
 
@@ -127,7 +120,19 @@ def test_up_detach_runs_in_the_background_until_down(tmp_path):
     assert (by_hand["action"], by_hand["run_id"]) == ("current", runs[0]["run_id"])
     assert len(_status(state)["runs"]) == 1  # the schedule and the hand launched nothing more
 
-    stopped = _cli(state, "down")
+
+def test_up_detach_runs_in_the_background_until_down(tmp_path):
+    """--detach returns once the mesh is ready; its retrain schedule posts to train_trigger
+    (nothing to train before the first upload, then nothing new after the upload's run);
+    `salesmesh train` says the same; down stops it all and leaves nothing behind."""
+    state = tmp_path / "state"
+    started = _cli(state, "up", "--detach", "--root", str(ROOT), "--retrain-every", "2s")
+    assert started.returncode == 0, started.stderr
+    pid = json.loads((state / "mesh.json").read_text())["pid"]
+    try:
+        _retrain_on_schedule_and_by_hand(state, pid, started.stdout, tmp_path)
+    finally:  # a failed assertion must not leave a background mesh behind
+        stopped = _cli(state, "down")
     assert stopped.returncode == 0 and "mesh stopped" in stopped.stdout
     assert not (state / "mesh.json").exists()
     wait_for(lambda: not Path(f"/proc/{pid}").exists(), 15, "the mesh process to exit")
