@@ -195,7 +195,8 @@ def _failed(findings: list[doctor.Finding]) -> list[doctor.Finding]:
 
 
 def test_a_ready_project_passes_every_check():
-    findings = _run(Project())
+    project = Project()
+    findings = _run(project)
     assert _failed(findings) == []
     areas = {f.area for f in findings}
     assert areas == {"project", "apis", "agents", "resources", "iam"}
@@ -203,6 +204,7 @@ def test_a_ready_project_passes_every_check():
     assert len([f for f in findings if f.area == "apis"]) == len(doctor.APIS)
     text, ok = doctor.report(findings)
     assert ok and text.endswith("ready: every check passed")
+    assert project.clients.storage.get_bucket.call_count == len(TARGET.buckets)  # each once
 
 
 BREAKS: dict[str, tuple[Callable[[Project], None], str, str]] = {

@@ -200,6 +200,7 @@ class Doctor:
         self.clients = clients or Clients(target)
         self.number = ""
         self._policies: dict[tuple[str, str], dict[str, set[str]] | Finding] = {}
+        self._buckets: dict[str, Any] = {}
 
     def run(self) -> Iterator[Finding]:
         project = self.check_project()
@@ -297,7 +298,7 @@ class Doctor:
     def _bucket(self, role: str, name: str) -> Finding:
         what = f"{role} bucket {name}"
         try:
-            bucket = self.clients.storage.get_bucket(name)
+            bucket = self._get_bucket(name)
         except _call_errors() as exc:
             return _failure("resources", what, exc, what, APPLY)
         problems = []
@@ -410,9 +411,9 @@ class Doctor:
         project = self.target.project
         readers: dict[str, Callable[[], Any]] = {
             "project": lambda: self.clients.projects.get_iam_policy(resource=f"projects/{project}"),
-            "bucket": lambda: self.clients.storage.get_bucket(
-                self.target.buckets[target]
-            ).get_iam_policy(requested_policy_version=3),
+            "bucket": lambda: self._get_bucket(self.target.buckets[target]).get_iam_policy(
+                requested_policy_version=3
+            ),
             "topic": lambda: self.clients.publisher.get_iam_policy(
                 request={"resource": f"projects/{project}/topics/{self._topic(target)}"}
             ),
@@ -429,6 +430,12 @@ class Doctor:
             return _members(readers[kind]())
         except _call_errors() as exc:
             return _failure("iam", what, exc, what, APPLY)
+
+    def _get_bucket(self, name: str) -> Any:
+        """The bucket, read once for both its settings and its IAM policy."""
+        if name not in self._buckets:
+            self._buckets[name] = self.clients.storage.get_bucket(name)
+        return self._buckets[name]
 
     # names ----------------------------------------------------------------------------------
 
