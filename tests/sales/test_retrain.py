@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sales_helpers import mesh_parts
+from sales_helpers import entry, mesh_parts, rows
 
 from salesmesh import events, intake
 from salesmesh.backends.local import LocalTrainingLauncher
@@ -117,3 +117,28 @@ def test_a_snapshot_of_the_lineage_can_be_trained_pinned(bucket, mesh):
     run = _finished(launcher, pinned.run_id)
     assert run.state == RunState.SUCCEEDED
     assert f"/{head.id}?" in run.data_uri  # pinned to the snapshot, not to HEAD
+
+
+def test_a_run_resolving_the_history_is_joined_not_doubled(bucket, mesh):
+    """Between a run releasing the pending claim and recording the snapshot it resolved, no
+    claim and no record say HEAD is covered: the running run does, and a retrain joins it."""
+    settings, launcher = mesh
+    storage = lambda: bucket.client  # noqa: E731
+    _upload(bucket, settings, launcher)  # HEAD, trained
+    history = open_history(settings, storage)
+    later = SAMPLE.tail(3).assign(sales=SAMPLE.tail(3)["sales"] + 1)  # three corrections
+    merged = history.merge(entry("uploads/more.csv"), rows(later), replace=False)  # a new HEAD
+    # a run launched on the history that holds no claim and has recorded nothing yet
+    resolving = "r-resolving-0001"
+    uri = HistoryUri(settings.state_bucket, settings.model_name, run=resolving, quiet=2.0)
+    out = f"gs://{settings.model_bucket}/runs/{resolving}"
+    launcher.launch(TrainingRequest(resolving, str(uri), out, settings.horizon, {}))
+    joined = retrain.retrain(settings, launcher, storage, who="weekly")
+    assert (joined.action, joined.run_id, joined.snapshot) == (
+        "coalesced",
+        resolving,
+        merged.snapshot.id,
+    )
+    assert _finished(launcher, resolving).state == RunState.SUCCEEDED
+    after = retrain.retrain(settings, launcher, storage, who="weekly")
+    assert (after.action, after.run_id) == ("current", resolving)

@@ -30,7 +30,7 @@ from salesmesh.logs import Logger
 from salesmesh.ports import RunState, TrainingLauncher, TrainingRequest, TrainingRun
 from salesmesh.sales.pending import PendingRun, ensure_pending
 from salesmesh.sales.store import open_history
-from salesmesh.sales.uri import HistoryUri
+from salesmesh.sales.uri import HistoryUri, is_history
 from salesmesh.settings import Settings
 
 LAUNCHED, COALESCED, CURRENT = "launched", "coalesced", "current"
@@ -83,8 +83,24 @@ def retrain(
                 f"{head.id}); `salesmesh data` lists them"
             )
         target = history.snapshot(snapshot)
-    trained = [str(r["run_id"]) for r in history.runs() if r.get("snapshot") == target.id]
+    records = history.runs()
+    trained = [str(r["run_id"]) for r in records if r.get("snapshot") == target.id]
     nonce = f"{who}-{clock():.0f}" if force else ""
+    if not trained and not force and snapshot is None:
+        # a run that released the pending claim but has not yet recorded the snapshot it
+        # resolved will train on HEAD (or later): another run now would train it twice
+        resolved = {str(r["run_id"]) for r in records}
+        for run in launcher.list():
+            uri = HistoryUri.parse(run.data_uri) if is_history(run.data_uri) else None
+            unpinned = uri is not None and uri.snapshot is None and uri.model == history.model
+            if unpinned and not run.state.finished and run.run_id not in resolved:
+                return Retrained(
+                    COALESCED,
+                    run.run_id,
+                    head.id,
+                    f"run {run.run_id} is resolving the history: it will train on HEAD ({head.id})",
+                    run,
+                )
     if trained and not force:
         last = launcher.get(trained[-1])
         if last is None or last.state != RunState.FAILED:
