@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -132,6 +131,17 @@ class GcpRollouts:
         self.metrics = CloudMonitoringMetrics(
             PROJECT, LOCATION, "salesmesh", client=MetricServiceClient(credentials=credentials)
         )
+        # the delay each step asked for, by task name: the client's schedule_time and the
+        # fake's create_time are stamped on the wall clock, whose gap grows under load
+        self.delays: dict[str, float] = {}
+        tasks = self.parts["tasks"]
+        schedule = tasks.schedule
+
+        def recorded(task: Any) -> bool:
+            self.delays[f"{tasks.path}/tasks/{task.name}"] = task.delay_seconds
+            return bool(schedule(task))
+
+        tasks.schedule = recorded
         for part, names in ACTING.items():
             for name in names:
                 real = getattr(self.parts[part], name)
@@ -221,10 +231,7 @@ class GcpRollouts:
             if name in self.delivered:
                 continue
             self.delivered.add(name)
-            # the client stamps schedule_time before the fake stamps create_time: round the
-            # difference up to the millisecond, so a step's delay never shrinks to nothing
-            delay = math.ceil((task.schedule_time - task.create_time).total_seconds() * 1000) / 1000
-
+            delay = self.delays[name]
             data = json.loads(task.http_request.body)
             self.queue.append(Delivery(name, self.vertex.clock.now + max(0.0, delay), data))
 
