@@ -83,3 +83,34 @@ def promo_history() -> pd.DataFrame:
 def promo_model(promo_history: pd.DataFrame, fast: Params) -> Forecaster:
     """A forecaster fitted on promo_history for 14 days."""
     return fit(promo_history, horizon=14, params=fast)
+
+
+SIGMA = 3.0  # the noise of noisy_history: N(0, SIGMA) on every day
+
+
+@pytest.fixture(scope="session")
+def noisy_history() -> pd.DataFrame:
+    """60 daily series: a weekly pattern (5 sizes) plus a level, and Gaussian noise of known
+    spread (SIGMA), 260 days; the quantile tests hold out the last 14."""
+    rng = np.random.default_rng(0)
+    dates = pd.date_range("2024-01-01", periods=260, freq="D")
+    frames = [
+        pd.DataFrame(
+            {
+                "series_id": f"s{i}",
+                "date": dates,
+                "sales": (2 + i % 5) * WEEK[dates.dayofweek] + 20 + rng.normal(0, SIGMA, 260),
+            }
+        )
+        for i in range(60)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="session")
+def calibrated(noisy_history: pd.DataFrame, fast: Params) -> Forecaster:
+    """A forecaster with quantiles, fitted on noisy_history but its last 14 days."""
+    known = noisy_history[
+        noisy_history["date"] < noisy_history["date"].max() - pd.Timedelta(13, "D")
+    ]
+    return fit(known, horizon=14, params=fast, quantiles=True)

@@ -17,6 +17,7 @@ from salesmesh.rollout import policy
 MODELS = {"salesmesh", "seasonal_naive", "ets", "theta"}
 BASELINES = ("seasonal_naive", "ets", "theta")
 FIGURES = ("mase", "smape", "wape", "bias")
+QUANTILE_FIGURES = ("spl", "coverage_50", "coverage_80")
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +95,14 @@ def test_protocol_lists_origins_horizon_apart_ending_one_horizon_before_the_end(
 
 
 def test_metrics_hold_every_model_with_per_step_figures(sample_run):
-    """Each model has the four figures overall and as lists of one value per horizon step."""
+    """Each model has the four figures and the quantile figures (scaled pinball loss, 50 % and
+    80 % interval coverage) overall and as lists of one value per horizon step."""
     models = sample_run.metrics["models"]
     assert set(models) == MODELS
     for name, figures in models.items():
-        assert set(figures) == {*FIGURES, "by_horizon"}, name
-        assert set(figures["by_horizon"]) == set(FIGURES)
-        for figure in FIGURES:
+        assert set(figures) == {*FIGURES, *QUANTILE_FIGURES, "by_horizon"}, name
+        assert set(figures["by_horizon"]) == {*FIGURES, *QUANTILE_FIGURES}
+        for figure in (*FIGURES, *QUANTILE_FIGURES):
             assert len(figures["by_horizon"][figure]) == 7, (name, figure)
             assert isinstance(figures[figure], float), (name, figure)
     json.dumps(sample_run.metrics, allow_nan=False)  # strict JSON, no NaN
@@ -225,3 +227,24 @@ def test_forecasts_from_earlier_data_ends_are_the_model_as_served_from_there(sam
     assert sorted(points["window"].unique()) == result.metrics["protocol"]["origins"]
     pooled = float((points["model"] / points["scale"]).mean())
     assert pooled == pytest.approx(result.metrics["models"]["salesmesh"]["mase"], rel=1e-6)
+
+
+def test_quantiles_are_scored_on_origins_that_did_not_calibrate_them(sample_run, periodic_run):
+    """Each origin's intervals come from the other origins' errors; the last origin's are kept
+    for the fan chart, and the calibration from every origin for the final model."""
+    assert sample_run.bands is not None and sample_run.bands.shape == (12, 7, 5)
+    assert (np.diff(sample_run.bands, axis=-1) >= 0).all() and (sample_run.bands >= 0).all()
+    assert sample_run.calibration is not None and sample_run.calibration.origins == 2
+    for figures in sample_run.metrics["models"].values():
+        assert 0.0 <= figures["coverage_50"] <= figures["coverage_80"] <= 1.0
+        assert figures["spl"] > 0
+    # a model exact at every origin has exact intervals: no loss
+    assert periodic_run.metrics["models"]["seasonal_naive"]["spl"] == 0.0
+    assert periodic_run.metrics["models"]["seasonal_naive"]["coverage_80"] == 1.0
+
+
+def test_one_origin_calibrates_the_model_but_cannot_score_its_quantiles(sample_history, fast):
+    result = backtest.run(to_panel(sample_history), horizon=7, origins=1, params=fast)
+    assert result.calibration is not None and result.calibration.origins == 1
+    assert result.bands is None
+    assert "spl" not in result.metrics["models"]["salesmesh"]

@@ -31,7 +31,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from salesmesh.errors import ForecastError
-from salesmesh.forecast import baselines, metrics
+from salesmesh.forecast import baselines, metrics, quantiles
 from salesmesh.forecast.activity import prepare
 from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
 from salesmesh.forecast.panel import Panel, future_dates, season_length
@@ -54,6 +54,11 @@ class Backtest:
     series: NDArray[np.object_]
     points: pd.DataFrame  # series, window, step, model, naive, scale (absolute errors)
     since: pd.DataFrame  # series, window, step, forecast, actual, scale
+    # the quantile calibration from every origin's errors (None: nothing to learn from)
+    calibration: quantiles.Calibration | None = None
+    # the model's quantiles at the last origin, (series, horizon, levels), calibrated on the
+    # other origins (None with a single origin)
+    bands: NDArray[np.float64] | None = None
 
 
 POINTS_COLUMNS = ("series", "window", "step", "model", "naive", "scale")
@@ -93,6 +98,7 @@ def run(
     actuals: list[Matrix] = []
     scales: list[NDArray[np.float64]] = []
     points: list[pd.DataFrame] = []
+    windows: dict[str, list[quantiles.Window]] = {name: [] for name in (MODEL, *BASELINES)}
     scored = np.ones(len(panel.series), dtype=bool)
     for cut in cuts:
         origin = _Origin(panel, model, cut, horizon)
@@ -105,6 +111,8 @@ def run(
         # a series that falls silent inside the window has no actuals there: NaN, not scored
         actuals.append(panel.values[scored, cut : cut + horizon])
         scales.append(origin.scale)
+        for name, errors in windows.items():
+            errors.append(origin.window(actuals[-1] - forecasts[name][scored]))
         points.append(
             _points(
                 panel.series[scored],
@@ -119,8 +127,10 @@ def run(
 
     actual = np.concatenate(actuals)
     scale = np.concatenate(scales)
+    span = quantiles.span_for(season, horizon)
+    bands = {name: _cross(pooled[name], windows[name], span) for name in windows}
     figures = {
-        name: metrics.summarize(actual, np.concatenate(parts), scale)
+        name: metrics.summarize(actual, np.concatenate(parts), scale, _levels(bands.get(name)))
         for name, parts in pooled.items()
     }
     plan = figures.pop(PLAN, None)
@@ -134,6 +144,12 @@ def run(
             "regressors": "as served: no plan, promotions off and price held at its last "
             "regular value; known_plan: each window's actual regressors",
             "series": len(panel.series),
+            "quantiles": {
+                "levels": list(quantiles.DEFAULT),
+                "method": quantiles.METHOD,
+                "scored": "cross-conformal: each origin's quantiles calibrated on the other "
+                "origins' errors (needs 2 origins or more)",
+            },
         },
         "models": figures,
         "relative_mase": {
@@ -164,7 +180,41 @@ def run(
         series=panel.series,
         points=_concat(points, POINTS_COLUMNS),
         since=_concat([_from(panel, model, cut, horizon) for cut in later], SINCE_COLUMNS),
+        calibration=quantiles.calibrate(windows[MODEL], span),
+        bands=_last(bands[MODEL], scored),
     )
+
+
+def _levels(
+    bands: list[NDArray[np.float64]] | None,
+) -> tuple[Sequence[float], NDArray[np.float64]] | None:
+    return None if bands is None else (quantiles.DEFAULT, np.concatenate(bands))
+
+
+def _last(
+    bands: list[NDArray[np.float64]] | None, scored: NDArray[np.bool_]
+) -> NDArray[np.float64] | None:
+    return None if bands is None else _expand(bands[-1], scored)
+
+
+def _cross(
+    forecasts: Sequence[Matrix], windows: Sequence[quantiles.Window], span: int
+) -> list[NDArray[np.float64]] | None:
+    """Each origin's quantiles, calibrated on the other origins' errors (honest figures: an
+    origin never calibrates its own intervals). None with fewer than two origins."""
+    if len(windows) < 2:
+        return None
+    out = []
+    for k, window in enumerate(windows):
+        calibration = quantiles.calibrate([w for i, w in enumerate(windows) if i != k], span)
+        if calibration is None:
+            return None
+        out.append(
+            quantiles.forecast(
+                forecasts[k], window.scale, window.intermittent, calibration, quantiles.DEFAULT
+            )
+        )
+    return out
 
 
 def _since_cuts(panel: Panel, ends: Sequence[pd.Timestamp], first: int) -> list[int]:
@@ -208,7 +258,15 @@ class _Origin:
         self.local = local_forecast(values, season, horizon, self.ets, self.theta)
         self.naive = baselines.seasonal_naive(values, season, horizon)
         self.scale = metrics.seasonal_scale(raw.values[self.scored], season)
+        span = quantiles.span_for(season, horizon)
+        known = self.known.values[self.scored]
+        self.recent = quantiles.recent_scale(known, season, span)
+        self.sparse = quantiles.intermittent(known, span)
         self._model = model
+
+    def window(self, errors: Matrix) -> quantiles.Window:
+        """Calibration data of this origin: the scored series' ``errors`` (actual - forecast)."""
+        return quantiles.Window(errors, self.recent, self.sparse)
 
     def model(self, regressors: dict[str, Matrix] | None) -> Matrix:
         """The model's forecast, told ``regressors`` (a known plan) or not (as served)."""
@@ -250,7 +308,7 @@ def _concat(parts: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFra
 
 def _expand(rows: Matrix, scored: NDArray[np.bool_]) -> Matrix:
     """Re-expand the rows of scored series to all series (the others as NaN)."""
-    out = np.full((len(scored), rows.shape[1]), np.nan)
+    out = np.full((len(scored), *rows.shape[1:]), np.nan)
     out[scored] = rows
     return out
 

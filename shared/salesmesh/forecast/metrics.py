@@ -10,6 +10,9 @@ read them.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -69,10 +72,22 @@ def bias(actual: Array, forecast: Array) -> Array:
         return np.asarray(np.where(total > 0, 100.0 * signed / total, np.nan))
 
 
-def summarize(actual: Array, forecast: Array, scale: Array) -> dict[str, object]:
+# the central intervals reported, by name: (lower level, upper level)
+INTERVALS = {"coverage_50": (0.25, 0.75), "coverage_80": (0.1, 0.9)}
+
+
+def summarize(
+    actual: Array,
+    forecast: Array,
+    scale: Array,
+    quantiles: tuple[Sequence[float], Array] | None = None,
+) -> dict[str, object]:
     """Overall and per-step figures for one model: ``{"mase": .., ..., "by_horizon": {...}}``.
 
     The overall WAPE and bias pool all steps (volume-weighted); MASE and sMAPE average the steps.
+    With ``quantiles`` (levels, ``(series, steps, levels)``) the figures gain ``spl`` (scaled
+    pinball loss, averaged over the steps) and the coverage of the :data:`INTERVALS` whose
+    levels are there (pooled over the steps).
     """
     steps = {
         "mase": mase(actual, forecast, scale),
@@ -87,6 +102,17 @@ def summarize(actual: Array, forecast: Array, scale: Array) -> dict[str, object]
         "wape": float(wape(flat_actual, flat_forecast)[0]),
         "bias": float(bias(flat_actual, flat_forecast)[0]),
     }
+    if quantiles is not None:
+        taus, values = quantiles
+        levels = [round(float(t), 6) for t in taus]
+        steps["spl"] = pinball(actual, values, np.asarray(levels), scale)
+        overall["spl"] = float(np.nanmean(steps["spl"]))
+        for name, (low, high) in INTERVALS.items():
+            if low in levels and high in levels:
+                lo, hi = values[..., levels.index(low)], values[..., levels.index(high)]
+                steps[name] = coverage(actual, lo, hi)
+                flat = coverage(actual.reshape(-1, 1), lo.reshape(-1, 1), hi.reshape(-1, 1))
+                overall[name] = float(flat[0])
     return {
         **{name: _clean(value) for name, value in overall.items()},
         "by_horizon": {name: [_clean(float(v)) for v in values] for name, values in steps.items()},
@@ -96,3 +122,22 @@ def summarize(actual: Array, forecast: Array, scale: Array) -> dict[str, object]
 def _clean(value: float) -> float | None:
     """JSON has no NaN: an undefined figure is reported as null."""
     return round(value, 6) if np.isfinite(value) else None
+
+
+def pinball(actual: Array, quantiles: Array, taus: Array, scale: Array) -> Array:
+    """Scaled pinball loss per horizon step: the pinball loss of ``quantiles`` ``(series,
+    steps, len(taus))`` averaged over the levels, divided by each series' ``scale`` (as in
+    MASE), averaged over series. At the median alone it is half the MASE."""
+    diff = actual[..., None] - quantiles
+    loss = np.maximum(taus * diff, (taus - 1.0) * diff).mean(axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step with no actual: NaN
+        return np.asarray(np.nanmean(loss / scale[:, None], axis=0))
+
+
+def coverage(actual: Array, low: Array, high: Array) -> Array:
+    """Share of the actuals inside ``[low, high]`` per horizon step (NaN actuals left out)."""
+    known = ~np.isnan(actual)
+    inside = known & (actual >= low) & (actual <= high)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(inside.sum(axis=0) / known.sum(axis=0))

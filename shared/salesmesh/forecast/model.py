@@ -19,9 +19,11 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from salesmesh.errors import ForecastError
-from salesmesh.forecast import baselines, features
+from salesmesh.forecast import baselines, features, quantiles
 from salesmesh.forecast.activity import Activity, prepare
 from salesmesh.forecast.panel import Panel, future_dates, season_length, to_panel
+from salesmesh.forecast.quantiles import Calibration
+from salesmesh.forecast.quantiles import column as _column
 from salesmesh.forecast.state import CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, STATE_FILE, State
 from salesmesh.forecast.training import Params, context, train
 
@@ -72,6 +74,17 @@ class Forecaster:
         return future_dates(pd.DatetimeIndex([state.last_date]), state.freq, horizon)
 
     @property
+    def quantiles(self) -> tuple[float, ...]:
+        """The levels :meth:`predict` gives by default when asked for quantiles; empty when the
+        model was fitted without a quantile calibration (see :func:`fit`)."""
+        return quantiles.DEFAULT if self._state.calibration is not None else ()
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """How the quantiles were calibrated (None: the model gives point forecasts only)."""
+        return self._state.calibration
+
+    @property
     def regressors(self) -> list[str]:
         """Regressors known in advance that a plan (``predict(future=...)``) may give."""
         return list(self._state.regressors)
@@ -105,6 +118,7 @@ class Forecaster:
         horizon: int | None = None,
         future: pd.DataFrame | None = None,
         series: Sequence[str] | None = None,
+        quantiles: Sequence[float] | None = None,
     ) -> pd.DataFrame:
         """Forecast every active series (or those in ``series``) ``horizon`` periods past the
         end of the history.
@@ -112,23 +126,33 @@ class Forecaster:
         ``future`` may give regressor values (``series_id, date, <regressor>``) for the forecast
         dates; without it the last regular price is held and promotions are assumed off.
         Inactive series (see :attr:`inactive`) are not forecast. Returns
-        ``series_id, date, forecast``.
+        ``series_id, date, forecast``; with ``quantiles`` (levels strictly between 0 and 1,
+        e.g. :attr:`quantiles`) also one column per level, ``p10`` for 0.1 and ``p2.5`` for
+        0.025, never negative and non-decreasing across the levels on every row.
+        ``forecast`` stays the point forecast (the mean, which a skewed demand puts above
+        ``p50``). Levels below 0.5 % or above 99.5 % take those ends' values.
         """
         state = self._state
         horizon = state.horizon if horizon is None else horizon
         if horizon < 1:
             raise ForecastError(f"horizon must be at least 1, got {horizon}")
+        levels = None if quantiles is None else _levels(state, quantiles)
         state = _rows(state, self._pick(series))
         dates = self.dates(horizon)
         model = _direct(self._booster, state, dates, _future_regressors(state, dates, future))
         blended = _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {
                 "series_id": np.repeat(state.series.astype(object), horizon),
                 "date": np.tile(dates.to_numpy(), len(state.series)),
                 "forecast": blended.reshape(-1),
             }
         )
+        if levels is not None:
+            bands = quantile_bands(state, blended, levels)
+            for k, tau in enumerate(levels):
+                frame[_column(tau)] = bands[..., k].reshape(-1)
+        return frame
 
     def predict_plans(
         self, series: Sequence[str], plans: Sequence[Mapping[str, Sequence[float]]], horizon: int
@@ -185,19 +209,38 @@ def fit(
     freq: str | None = None,
     params: Params | None = None,
     regressors: Sequence[str] | None = None,
+    quantiles: bool = False,
 ) -> Forecaster:
     """Fit a forecaster on ``series_id, date, sales`` (+ numeric regressors) for ``horizon``.
 
     ``regressors`` names the columns known in advance (default: price and promo); the model
-    reads them on the dates it forecasts. Other columns are ignored.
+    reads them on the dates it forecasts. Other columns are ignored. ``quantiles=True`` also
+    calibrates quantile forecasts on a rolling-origin backtest (see
+    :mod:`salesmesh.forecast.quantiles`), which about doubles the cost of the fit and needs
+    a horizon of history beyond the first three; ``python -m salesmesh.train`` always does.
     """
     if horizon < 1:
         raise ForecastError(f"horizon must be at least 1, got {horizon}")
-    return fit_panel(to_panel(history, freq, regressors), horizon, params or Params())
+    panel = to_panel(history, freq, regressors)
+    params = params or Params()
+    calibration = None
+    if quantiles:
+        from salesmesh.forecast import backtest
+
+        calibration = backtest.run(panel, horizon, params=params).calibration
+        if calibration is None:
+            raise ForecastError("quantiles need backtest errors, and the backtest scored none")
+    return fit_panel(panel, horizon, params, calibration)
 
 
-def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
-    """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits)."""
+def fit_panel(
+    panel: Panel,
+    horizon: int,
+    params: Params,
+    calibration: Calibration | None = None,
+) -> Forecaster:
+    """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits);
+    ``calibration`` (from :func:`salesmesh.forecast.backtest.run`) gives it quantiles."""
     if panel.values.shape[1] < 3:
         raise ForecastError(
             f"need at least 3 periods of history to fit, got {panel.values.shape[1]}"
@@ -208,7 +251,33 @@ def fit_panel(panel: Panel, horizon: int, params: Params) -> Forecaster:
     booster = train(panel, horizon, season, params)
     ready, found = prepare(panel)
     local = local_forecast(ready.values, season, horizon)
-    return Forecaster(booster, _snapshot(ready, horizon, season, params.gbm_weight, local, found))
+    state = _snapshot(ready, horizon, season, params.gbm_weight, local, found)
+    if calibration is not None:
+        # the scales are read from the whole history: the kept window can be shorter
+        values = ready.values
+        state = replace(
+            state,
+            calibration=calibration,
+            quantile_scale=quantiles.recent_scale(values, season, calibration.span),
+            sparse=quantiles.intermittent(values, calibration.span),
+        )
+    return Forecaster(booster, state)
+
+
+def _levels(state: State, taus: Sequence[float]) -> tuple[float, ...]:
+    if state.calibration is None:
+        raise ForecastError(
+            "this model was fitted without a quantile calibration: fit it with "
+            "fit(..., quantiles=True) or train it with python -m salesmesh.train"
+        )
+    return quantiles.check(taus)
+
+
+def quantile_bands(state: State, point: Matrix, levels: Sequence[float]) -> NDArray[np.float64]:
+    """``(series, steps, levels)`` quantiles around ``point``, for the series of ``state``."""
+    assert state.calibration is not None and state.quantile_scale is not None
+    assert state.sparse is not None
+    return quantiles.forecast(point, state.quantile_scale, state.sparse, state.calibration, levels)
 
 
 def local_forecast(
@@ -301,6 +370,8 @@ def _rows(state: State, rows: NDArray[np.int64]) -> State:
         starts=state.starts[rows],
         local=state.local[rows],
         silent=state.silent[rows],
+        quantile_scale=None if state.quantile_scale is None else state.quantile_scale[rows],
+        sparse=None if state.sparse is None else state.sparse[rows],
     )
 
 
@@ -413,5 +484,6 @@ def describe(forecaster: Forecaster, params: Params) -> dict[str, Any]:
         "series_inactive": int(state.inactive.sum()),
         "features": state.feature_names,
         "silence": forecaster.silence,
+        "quantiles": None if state.calibration is None else state.calibration.describe(),
         "params": asdict(params),
     }

@@ -4,6 +4,9 @@ Nothing is pickled: the booster is LightGBM's own text format, the arrays an ``.
 ``allow_pickle=False``, the rest JSON; :mod:`salesmesh.artifact` checks every file against its
 manifest before any is parsed. Format 3 added each series' silence at the end of its history
 (see :mod:`salesmesh.forecast.activity`); format 2 runs still load, every series active.
+Format 4 added the quantile calibration (:mod:`salesmesh.forecast.quantiles`): its pools'
+normalised error quantiles and each series' scale and kind; formats 2 and 3 load without
+quantiles.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from salesmesh.errors import ArtifactIntegrityError
+from salesmesh.forecast import quantiles
 from salesmesh.forecast.activity import threshold_for
 
 Matrix = NDArray[np.float64]
@@ -25,8 +29,8 @@ Matrix = NDArray[np.float64]
 MODEL_FILE = "model.lgb.txt"
 STATE_FILE = "state.npz"
 CONFIG_FILE = "forecaster.json"
-FORMAT_VERSION = 3
-READABLE = (2, 3)
+FORMAT_VERSION = 4
+READABLE = (2, 3, 4)
 
 
 @dataclass
@@ -49,6 +53,11 @@ class State:
     # periods each series was silent at the end of its history, and how many make it inactive
     silent: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     inactive_after: int = 0
+    # quantile forecasts: the calibration, each series' recent scale and whether it is
+    # intermittent (all None for a model without quantiles)
+    calibration: quantiles.Calibration | None = None
+    quantile_scale: NDArray[np.float64] | None = None
+    sparse: NDArray[np.bool_] | None = None
 
     @property
     def inactive(self) -> NDArray[np.bool_]:
@@ -71,6 +80,13 @@ def save(booster: Any, state: State, directory: Path) -> None:
     if state.price_reference is not None:
         arrays["price_reference"] = state.price_reference
     arrays.update({f"regressor__{k}": v for k, v in state.regressors.items()})
+    calibration = state.calibration
+    if calibration is not None:
+        assert state.quantile_scale is not None and state.sparse is not None
+        arrays["quantile_scale"] = state.quantile_scale
+        arrays["quantile_sparse"] = state.sparse
+        arrays["quantile_levels"] = quantiles.LEVELS
+        arrays.update({f"quantile_pool__{k}": v.values for k, v in calibration.pools.items()})
     with (directory / STATE_FILE).open("wb") as handle:
         np.savez_compressed(handle, allow_pickle=False, **arrays)
     config = {
@@ -83,6 +99,9 @@ def save(booster: Any, state: State, directory: Path) -> None:
         "regressors": list(state.regressors),
         "feature_names": state.feature_names,
         "inactive_after": state.inactive_after,
+        "quantiles": None
+        if calibration is None
+        else {"default": list(quantiles.DEFAULT), **calibration.describe()},
     }
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
 
@@ -121,5 +140,45 @@ def read(directory: Path) -> tuple[Any, State]:
     )
     if state.silent.shape != series.shape:
         raise ArtifactIntegrityError(f"{directory}: {STATE_FILE} has one silence per series")
+    if config.get("quantiles"):
+        state = _with_quantiles(directory, state, config["quantiles"], data)
     booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
     return booster, state
+
+
+def _with_quantiles(
+    directory: Path, state: State, config: dict[str, Any], data: dict[str, NDArray[Any]]
+) -> State:
+    """``state`` with the saved calibration, checked for shape and order."""
+    from dataclasses import replace
+
+    problem = f"{directory}: {STATE_FILE} has a broken quantile calibration"
+    try:
+        levels = data["quantile_levels"]
+        pools = {
+            name: quantiles.Pool(
+                np.asarray(data[f"quantile_pool__{name}"], dtype=np.float64),
+                tuple(float(v) for v in spec["growth"]),  # type: ignore[arg-type]
+                int(spec["errors"]),
+            )
+            for name, spec in config["pools"].items()
+        }
+        scale = np.asarray(data["quantile_scale"], dtype=np.float64)
+        sparse = np.asarray(data["quantile_sparse"], dtype=bool)
+        calibration = quantiles.Calibration(pools, int(config["span"]), int(config["origins"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactIntegrityError(f"{problem} ({exc})") from exc
+    if not np.array_equal(levels, quantiles.LEVELS):
+        raise ArtifactIntegrityError(f"{problem}: its levels are not this salesmesh's")
+    if set(pools) != {quantiles.REGULAR, quantiles.INTERMITTENT}:
+        raise ArtifactIntegrityError(f"{problem}: pools {sorted(pools)}")
+    for pool in pools.values():
+        if pool.values.shape != levels.shape or len(pool.growth) != 3:
+            raise ArtifactIntegrityError(f"{problem}: a pool of the wrong shape")
+        if not np.isfinite(pool.values).all() or (np.diff(pool.values) < 0).any():
+            raise ArtifactIntegrityError(f"{problem}: a pool's quantiles are not increasing")
+    if scale.shape != state.series.shape or sparse.shape != state.series.shape:
+        raise ArtifactIntegrityError(f"{problem}: one scale and one kind per series expected")
+    if not (np.isfinite(scale) & (scale > 0)).all():
+        raise ArtifactIntegrityError(f"{problem}: scales must be positive")
+    return replace(state, calibration=calibration, quantile_scale=scale, sparse=sparse)
