@@ -467,8 +467,56 @@ def test_worse_than_the_tolerance_but_not_credibly_passes():
     )
 
 
-@pytest.mark.parametrize("bad", [{"confidence": 1.0}, {"resamples": 0}, {"tolerance": -0.1}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"confidence": 1.0},
+        {"resamples": 0},
+        {"tolerance": -0.1},
+        {"interval_band": (0.9, 0.6)},
+        {"interval_band": (0.5, 1.2)},
+    ],
+)
 def test_impossible_settings_are_refused(bad: dict[str, Any]):
     """A confidence of 100 %, no resamples or a negative tolerance is a ConfigError."""
     with pytest.raises(ConfigError, match="gate"):
         GateSettings(**bad)
+
+
+def _with_intervals(
+    found: dict[str, Any], held: float | None, spl: float = 0.3, points: int | None = 200
+) -> dict[str, Any]:
+    """``found`` (a run's metrics) with the model's quantile figures as the trainer writes."""
+    out = {**found, "protocol": {**found["protocol"], "points": points}}
+    ours = {**out["models"]["salesmesh"]}
+    if held is not None:
+        ours.update(spl=spl, coverage_50=held * 0.6, coverage_80=held)
+    out["models"] = {**out["models"], "salesmesh": ours}
+    return out
+
+
+@pytest.mark.parametrize(
+    ("held", "spl", "points", "passed", "words"),
+    [
+        (0.81, 0.3, 200, True, None),
+        (0.45, 0.3, 200, False, "too narrow, its 80 % interval held only 45.0%"),
+        (0.995, 0.3, 200, False, "too wide, its 80 % interval held 99.5%"),
+        (1.0, 0.0, 200, True, None),  # exact forecasts: the interval collapses onto them
+        (0.45, 0.3, 12, True, None),  # too few points to judge
+        (None, 0.3, 200, True, None),  # an older run, or one origin: nothing to judge
+    ],
+)
+def test_a_challenger_whose_intervals_cannot_be_trusted_is_gated(
+    held: float | None, spl: float, points: int, passed: bool, words: str | None
+):
+    """The 80 % interval must hold 60-98 % of the challenger's backtest actuals; the reason
+    says which way it failed, and the evidence keeps the figures either way."""
+    sales = business(hard=1.0)
+    found = _with_intervals(metrics("r-1", backtest(sales, DAYS, weekday_mean)), held, spl, points)
+    decision = judge(found, None)
+    assert decision.passed is passed, decision.reason
+    assert decision.evidence is not None
+    assert decision.evidence["intervals"]["coverage_80"] == held
+    if words is not None:
+        assert words in decision.reason and "(sane: 60%-98%, on 200 points)" in decision.reason
+        assert decision.reason.startswith("no champion yet; ")  # the other rules' verdict first

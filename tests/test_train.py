@@ -29,6 +29,7 @@ RUN_FILES = {
     "model_card.md",
     "forecast_vs_actual.png",
     "error_by_horizon.png",
+    "quantile_fan.png",
     "validation.json",
     "series.csv",
     "manifest.json",
@@ -94,6 +95,25 @@ def test_training_exits_zero_and_prints_the_summary(trained):
 def test_run_folder_holds_model_metrics_card_plots_and_manifest(trained):
     """The run folder has exactly the model files, reports, plots and the manifest."""
     assert {p.name for p in trained["output"].iterdir()} == RUN_FILES
+
+
+def test_the_trained_model_serves_the_quantiles_its_backtest_calibrated(trained):
+    """The run's model gives p10..p90 around its forecast, the backtest scored them on origins
+    that did not calibrate them, and the card shows the scores and the fan chart."""
+    from salesmesh.forecast.model import load
+
+    output = trained["output"]
+    model = load(output)
+    assert model.quantiles == (0.1, 0.25, 0.5, 0.75, 0.9)
+    frame = model.predict(quantiles=model.quantiles)
+    values = frame[["p10", "p25", "p50", "p75", "p90"]].to_numpy()
+    assert (values >= 0).all() and (values[:, 1:] >= values[:, :-1]).all()
+    assert (frame["p90"] > frame["p10"]).mean() > 0.9  # real intervals, not a line
+    figures = json.loads((output / "metrics.json").read_text())["models"]["salesmesh"]
+    assert 0 < figures["coverage_50"] <= figures["coverage_80"] <= 1 and figures["spl"] > 0
+    text = (output / "model_card.md").read_text()
+    assert "## Quantiles" in text and "![quantile_fan.png](quantile_fan.png)" in text
+    assert "backtest quantiles: scaled pinball loss" in trained["result"].stderr
 
 
 def test_gate_evidence_holds_the_backtest_points_and_what_the_model_serves(trained):
@@ -298,7 +318,7 @@ def test_vertex_style_gcs_run_publishes_to_aip_model_dir_with_the_manifest_last(
     assert result.returncode == 0, result.stderr
 
     blobs = {blob.name.removeprefix("runs/1/"): blob for blob in bucket.list_blobs(prefix="runs/")}
-    assert set(blobs) == RUN_FILES
+    assert set(blobs) == RUN_FILES - {"quantile_fan.png"}  # one origin: no honest fan chart
     manifest_blob = blobs.pop("manifest.json")
     assert manifest_blob.generation > max(blob.generation for blob in blobs.values())
     assert manifest_blob.time_created >= max(blob.time_created for blob in blobs.values())

@@ -127,8 +127,16 @@ def run(
         )
         + ("" if plan is None else f"; salesmesh with a known plan {card.fmt(plan['mase'])}")
     )
+    ours = result.metrics["models"][backtest.MODEL]
+    if "coverage_80" in ours:
+        say(
+            f"backtest quantiles: scaled pinball loss {card.fmt(ours['spl'])}, the 50 % and "
+            f"80 % intervals held {card.pct(ours['coverage_50'])} and "
+            f"{card.pct(ours['coverage_80'])} of the actuals"
+        )
     say("fitting the final model on all history")
-    forecaster = fit_panel(panel, horizon, params)
+    # the backtest's errors calibrate the final model's quantiles: no extra fit
+    forecaster = fit_panel(panel, horizon, params, result.calibration)
 
     with tempfile.TemporaryDirectory(prefix="salesmesh-run-") as staging_name:
         staging = Path(staging_name)

@@ -67,7 +67,7 @@ def test_summary_table_prints_missing_figures_as_na():
     """A None figure is shown as n/a; others with three decimals, one row per model."""
     lines = card.summary_lines(_metrics(0.8, model_mase=None))
     assert len(lines) == 4
-    assert lines[1].split()[-4:] == ["n/a", "40.000", "30.000", "-2.500"]
+    assert lines[1].split()[-7:] == ["n/a", "40.000", "30.000", "-2.500", "n/a", "n/a", "n/a"]
     assert lines[2].startswith("seasonal naive") and "0.800" in lines[2]
 
 
@@ -110,3 +110,29 @@ def test_card_lists_series_that_end_early():
     )
     quiet = card.render(_metrics(0.8), {**MODEL, "silence": {}}, DATA, [])
     assert "Every series has rows up to 2024-03-28." in quiet
+
+
+def test_the_table_and_the_card_show_the_quantiles_scores():
+    """Scaled pinball loss and the share of actuals inside the 50 % and 80 % intervals, beside
+    the point figures; the card says how the quantiles were made and how each step covered."""
+    metrics = _metrics(0.8)
+    quantile_figures = {"spl": 0.3125, "coverage_50": 0.4861, "coverage_80": 0.8047}
+    metrics["models"]["salesmesh"].update(quantile_figures, by_horizon={"coverage_80": [0.9, 0.75]})
+    metrics["models"]["seasonal_naive"] = {**metrics["models"]["seasonal_naive"], "spl": 0.41}
+    metrics["protocol"]["quantiles"] = {"levels": [0.1, 0.25, 0.5, 0.75, 0.9]}
+    header, ours = card.summary_lines(metrics)[:2]
+    assert header.split()[-7:] == ["SPL", "in", "50", "%", "in", "80", "%"]
+    assert ours.endswith("0.312     49 %     80 %")
+    calibration = {
+        "method": "split conformal (test)",
+        "span": 42,
+        "origins": 3,
+        "pools": {"regular": {"errors": 1200}, "intermittent": {"errors": 40}},
+    }
+    text = card.render(metrics, {**MODEL, "quantiles": calibration}, DATA, [])
+    assert "Quantiles 0.1, 0.25, 0.5, 0.75, 0.9 by default" in text
+    assert "split conformal (test)" in text
+    assert "scaled pinball loss 0.312 (seasonal naive 0.410)" in text
+    assert "(P10-P90) 80 % of the actuals; 80 % coverage by step: 90 %, 75 %." in text
+    plain = card.render(_metrics(0.8), {**MODEL, "quantiles": None}, DATA, [])
+    assert "point forecasts only" in plain

@@ -144,6 +144,7 @@ def run(
             "regressors": "as served: no plan, promotions off and price held at its last "
             "regular value; known_plan: each window's actual regressors",
             "series": len(panel.series),
+            "points": int(np.isfinite(actual).sum()),  # (series, step) actuals scored
             "quantiles": {
                 "levels": list(quantiles.DEFAULT),
                 "method": quantiles.METHOD,

@@ -1,4 +1,5 @@
-"""The model card: what was trained on what, how it scored against baselines, and two plots."""
+"""The model card: what was trained on what, how it scored against baselines, and its plots
+(forecast vs actual, error by horizon step, and a fan chart of the quantiles)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from salesmesh.forecast.backtest import MODEL, PLAN, Backtest
 
 FORECAST_PLOT = "forecast_vs_actual.png"
 ERROR_PLOT = "error_by_horizon.png"
+FAN_PLOT = "quantile_fan.png"
+FAN_SERIES = 3  # the largest series scored at the last origin
 _LABELS = {
     MODEL: "salesmesh (blend)",
     "seasonal_naive": "seasonal naive",
@@ -61,7 +64,34 @@ def write_plots(backtest: Backtest, directory: Path) -> list[str]:
     figure.tight_layout()
     figure.savefig(directory / ERROR_PLOT, dpi=100)
     plt.close(figure)
-    return [FORECAST_PLOT, ERROR_PLOT]
+    if backtest.bands is None:
+        return [FORECAST_PLOT, ERROR_PLOT]
+    _fan(plt, backtest, directory / FAN_PLOT)
+    return [FORECAST_PLOT, ERROR_PLOT, FAN_PLOT]
+
+
+def _fan(plt: Any, backtest: Backtest, path: Path) -> None:
+    """P10-P90 and P25-P75 bands, P50, the point forecast and the actuals of a few series at
+    the last origin (quantiles calibrated on the other origins)."""
+    assert backtest.bands is not None
+    scored = np.flatnonzero(np.isfinite(backtest.bands[:, 0, 0]))
+    volume = np.nansum(backtest.actual[scored], axis=1)
+    shown = scored[np.argsort(-volume, kind="stable")[:FAN_SERIES]]
+    figure, axes = plt.subplots(len(shown), 1, figsize=(9, 2.6 * len(shown)), squeeze=False)
+    for axis, row in zip(axes[:, 0], shown, strict=True):
+        bands, dates = backtest.bands[row], backtest.dates
+        axis.fill_between(dates, bands[:, 0], bands[:, 4], alpha=0.2, color="C0", label="P10-P90")
+        axis.fill_between(dates, bands[:, 1], bands[:, 3], alpha=0.35, color="C0", label="P25-P75")
+        axis.plot(dates, bands[:, 2], color="C0", lw=1, label="P50")
+        axis.plot(dates, backtest.forecasts[MODEL][row], color="C1", lw=2, label="forecast")
+        axis.plot(dates, backtest.actual[row], color="black", lw=1.5, label="actual")
+        axis.set_title(f"{backtest.series[row]}, from {backtest.last_origin.date()}", fontsize=9)
+        axis.set_ylabel("units")
+    axes[0, 0].legend(ncol=5, fontsize=8)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
 
 
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
@@ -70,7 +100,10 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     The model's row is its forecast as served (no plan); with a known plan in ``metrics`` a
     last row gives the model told each window's real price and promotions.
     """
-    lines = [f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"]
+    lines = [
+        f"{'model':<22}{'MASE':>8}{'sMAPE %':>10}{'WAPE %':>9}{'bias %':>9}"
+        f"{'SPL':>8}{'in 50 %':>9}{'in 80 %':>9}"
+    ]
     # the model first, then the baselines in a fixed order (manifests store keys sorted)
     order = [name for name in _LABELS if name in metrics["models"]]
     rows = [(_LABELS[name], metrics["models"][name]) for name in order]
@@ -78,9 +111,43 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     if plan is not None:
         rows.append((_PLAN_LABEL, plan))
     for label, figures in rows:
-        cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias")]
-        lines.append(f"{label:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}")
+        cells = [fmt(figures.get(key)) for key in ("mase", "smape", "wape", "bias", "spl")]
+        cover = [pct(figures.get(key)) for key in ("coverage_50", "coverage_80")]
+        lines.append(
+            f"{label:<22}{cells[0]:>8}{cells[1]:>10}{cells[2]:>9}{cells[3]:>9}{cells[4]:>8}"
+            f"{cover[0]:>9}{cover[1]:>9}"
+        )
     return lines
+
+
+def _quantiles_text(metrics: dict[str, Any], model: dict[str, Any]) -> str:
+    """How the quantiles are made and how they scored."""
+    calibration = model.get("quantiles")
+    if not calibration:
+        return "This model gives point forecasts only (no backtest errors to calibrate on)."
+    levels = ", ".join(f"{t:g}" for t in metrics["protocol"]["quantiles"]["levels"])
+    pools = calibration["pools"]
+    ours = metrics["models"][MODEL]
+    steps = ours.get("by_horizon", {}).get("coverage_80") or []
+    naive = metrics["models"]["seasonal_naive"]
+    scored = (
+        f"Scored on each origin with quantiles calibrated on the other origins: scaled pinball "
+        f"loss {fmt(ours.get('spl'))} (seasonal naive {fmt(naive.get('spl'))}), "
+        f"the 50 % interval (P25-P75) held {pct(ours.get('coverage_50'))} and the 80 % interval "
+        f"(P10-P90) {pct(ours.get('coverage_80'))} of the actuals"
+        + (f"; 80 % coverage by step: {', '.join(pct(v) for v in steps)}." if steps else ".")
+        if "coverage_80" in ours
+        else "With one backtest origin the intervals cannot be scored on data that did not "
+        "calibrate them: give the run more history."
+    )
+    return (
+        f"Quantiles {levels} by default (any level on request). Method: {calibration['method']}; "
+        f"recent scale over the last {calibration['span']} periods, {calibration['origins']} "
+        f"origin(s), {pools['regular']['errors']} errors of regular series and "
+        f"{pools['intermittent']['errors']} of intermittent ones (mostly zeros; their own "
+        f"pool, without growth, when it has enough). The quantiles never go below 0 and "
+        f"never cross.\n\n{scored}"
+    )
 
 
 def _plan_text(metrics: dict[str, Any]) -> str:
@@ -129,6 +196,11 @@ def fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
 
+def pct(value: object) -> str:
+    """A share as a whole percentage: 0.8047 -> ``80 %``."""
+    return f"{100 * value:.0f} %" if isinstance(value, float) else "n/a"
+
+
 def render(
     metrics: dict[str, Any], model: dict[str, Any], data: dict[str, Any], plots: list[str]
 ) -> str:
@@ -163,6 +235,9 @@ Rolling origin, {len(protocol["origins"])} origin(s) ({", ".join(protocol["origi
 
 The model {verdict} seasonal naive (MASE ratio {relative.get("vs_seasonal_naive")}); ratio to
 ETS {relative.get("vs_ets")}.
+
+## Quantiles
+{_quantiles_text(metrics, model)}
 
 ## Series that end early
 {_endings_text(model)}

@@ -18,6 +18,9 @@ How it decides, for a planner:
   i.e. when the data make that clear. With one or two series there is no spread to build an
   interval from; it is then kept out only when worse by over 25 % on each series. It is also kept
   out when it loses credibly to seasonal naive on its own backtest.
+- **Quantiles a planner can trust.** A challenger whose 80 % interval held less than 60 % or
+  more than 98 % of its own backtest's actuals is kept out: too narrow to plan safety stock on,
+  or too wide to say anything.
 - **No series lost.** A challenger that does not forecast a series the champion serves and that
   still sells is kept out, and the reason names those series. Series silent for longer than a
   season may go.
@@ -31,6 +34,7 @@ Public API::
     compare(Overlap(errors) | NaiveRelative(challenger, champion), settings) -> Comparison
     decide(comparison, coverage, settings, baseline=..., note=...) -> GateDecision
     judge(challenger_metrics, champion_metrics, settings, coverage=None) -> GateDecision
+    intervals(challenger_metrics, settings) -> (problem, figures)
 """
 
 from salesmesh.gate.compare import (
@@ -43,7 +47,7 @@ from salesmesh.gate.compare import (
     compare,
     versus_naive,
 )
-from salesmesh.gate.decide import Coverage, brief, credibly_worse, decide
+from salesmesh.gate.decide import Coverage, brief, credibly_worse, decide, intervals
 from salesmesh.gate.evidence import FILE, GATE, block, judge, read
 
 __all__ = [
@@ -61,6 +65,7 @@ __all__ = [
     "compare",
     "credibly_worse",
     "decide",
+    "intervals",
     "judge",
     "read",
     "versus_naive",

@@ -49,6 +49,10 @@ class GateSettings:
     min_series: int = 3  # fewer series have no spread to resample: the small-sample rule decides
     clear_margin: float = 0.25  # small samples: gated only when worse by this on every series
     min_overlap_points: int = 7  # per series; a shorter overlap is too thin, backtests decide
+    # the share of backtest actuals the challenger's 80 % interval may hold: below, its
+    # intervals are too narrow to plan safety stock on; above, too wide to say anything
+    interval_band: tuple[float, float] = (0.60, 0.98)
+    min_interval_points: int = 30  # fewer backtest points are too few to judge an interval
 
     def __post_init__(self) -> None:
         if not 0 < self.confidence < 1 or self.resamples < 1 or self.min_series < 1:
@@ -56,6 +60,9 @@ class GateSettings:
                 "gate settings need 0 < confidence < 1, resamples >= 1 and min_series >= 1; "
                 f"got {self.confidence}, {self.resamples}, {self.min_series}"
             )
+        low, high = self.interval_band
+        if not 0 <= low < high <= 1:
+            raise ConfigError(f"the gate's interval band must lie in [0, 1], got {low}, {high}")
         if self.tolerance < 0 or self.clear_margin < 0:
             raise ConfigError("the gate's tolerance and clear_margin must not be negative")
 

@@ -8,6 +8,10 @@ A challenger is promoted unless one of these holds, checked in this order:
    ``min_series`` there is no spread to measure, so it must instead be worse by more than
    ``clear_margin`` on every one of them.
 3. It is credibly worse, in the same sense, than seasonal naive on its own backtest.
+4. Its 80 % interval held a share of the backtest's actuals outside ``interval_band`` (60-98 %):
+   quantiles a planner cannot trust (:func:`intervals`). Runs without quantile figures (older
+   runs, one backtest origin) and backtests of fewer than ``min_interval_points`` points are
+   not judged on this.
 
 The burden of proof is on "worse", not on "better": the challenger has the newer data (and may
 serve series the champion cannot), and keeping the champion keeps serving forecasts made from
@@ -21,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from salesmesh.gate.compare import NAIVE_RELATIVE, OVERLAP, Comparison, GateSettings
-from salesmesh.rollout.policy import GateDecision
+from salesmesh.rollout.policy import MODEL, GateDecision
 
 NAMED_IN_REASON = 10  # series named in a reason; the evidence lists up to NAMED_IN_EVIDENCE
 NAMED_IN_EVIDENCE = 200
@@ -177,3 +181,28 @@ def brief(evidence: Mapping[str, Any] | None) -> str:
 
 def _percent(value: Any) -> str:
     return "inf" if value is None else f"{float(value):+.1%}"
+
+
+def intervals(metrics: Mapping[str, Any], settings: GateSettings) -> tuple[str, dict[str, Any]]:
+    """Why the challenger's quantiles cannot be trusted ("" when they can, or cannot be
+    judged), and the figures that say so for the evidence. ``metrics`` is the run's
+    metrics.json or its registry summary."""
+    figures = (metrics.get("models") or {}).get(MODEL) or {}
+    protocol = metrics.get("protocol") or {}
+    held, points = figures.get("coverage_80"), protocol.get("points")
+    low, high = settings.interval_band
+    found = {"coverage_80": held, "points": points, "band": [low, high]}
+    if not isinstance(held, float):
+        return "", {**found, "judged": "no quantile figures"}
+    if isinstance(points, int) and points < settings.min_interval_points:
+        return "", {**found, "judged": f"fewer than {settings.min_interval_points} points"}
+    exact = figures.get("spl") == 0.0  # exact forecasts: the interval collapses onto them
+    if held < low:
+        why = f"too narrow, its 80 % interval held only {held:.1%} of the backtest's actuals"
+    elif held > high and not exact:
+        why = f"too wide, its 80 % interval held {held:.1%} of the backtest's actuals"
+    else:
+        return "", {**found, "judged": "inside the band"}
+    where = f"{points} points" if isinstance(points, int) else "its backtest"
+    band = f"(sane: {low:.0%}-{high:.0%}, on {where})"
+    return f"its quantiles are {why} {band}", {**found, "judged": "outside the band"}

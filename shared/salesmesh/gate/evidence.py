@@ -49,7 +49,7 @@ from salesmesh.gate.compare import (
     compare,
     versus_naive,
 )
-from salesmesh.gate.decide import Coverage, decide
+from salesmesh.gate.decide import Coverage, decide, intervals
 from salesmesh.rollout import policy
 
 GATE = "gate"
@@ -146,13 +146,30 @@ def judge(
     coverage: Coverage | None = None,
 ) -> policy.GateDecision:
     """Gate ``challenger`` against ``champion`` (full metrics.json dicts) on the soundest
-    evidence both carry: overlap, else naive-relative, else :func:`policy.gate`.
+    evidence both carry: overlap, else naive-relative, else :func:`policy.gate`; then on the
+    challenger's own quantiles (:func:`salesmesh.gate.decide.intervals`).
 
     ``coverage`` defaults to the series the two runs forecast, a series counting as active
     unless the challenger's data shows it silent; pass it (from each run's series.csv) to
     check coverage for older runs too.
     """
     settings = settings or GateSettings()
+    decision = _judge(challenger, champion, settings, coverage)
+    problem, found = intervals(challenger, settings)
+    evidence = {**(decision.evidence or {}), "intervals": found}
+    if problem and decision.passed:
+        return replace(
+            decision, passed=False, reason=f"{decision.reason}; but {problem}", evidence=evidence
+        )
+    return replace(decision, evidence=evidence)
+
+
+def _judge(
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    settings: GateSettings,
+    coverage: Coverage | None,
+) -> policy.GateDecision:
     mase = (_mase(challenger), None if champion is None else _mase(champion))
     try:
         mine = read(challenger)
