@@ -136,7 +136,7 @@ def run(
         )
     say("fitting the final model on all history")
     # the backtest's errors calibrate the final model's quantiles: no extra fit
-    forecaster = fit_panel(panel, horizon, params, result.calibration)
+    forecaster = fit_panel(panel, horizon, params, result.calibration, result.member)
 
     with tempfile.TemporaryDirectory(prefix="salesmesh-run-") as staging_name:
         staging = Path(staging_name)

@@ -136,3 +136,17 @@ def test_the_table_and_the_card_show_the_quantiles_scores():
     assert "(P10-P90) 80 % of the actuals; 80 % coverage by step: 90 %, 75 %." in text
     plain = card.render(_metrics(0.8), {**MODEL, "quantiles": None}, DATA, [])
     assert "point forecasts only" in plain
+
+
+def test_the_card_says_what_forecasts_intermittent_series_and_why():
+    metrics = _metrics(0.8)
+    metrics["intermittent"] = {
+        "series": 7,
+        "member": "tsb",
+        "mase": {"blend": 1.1, "local": 0.97, "tsb": 0.91},
+    }
+    text = card.render(metrics, MODEL, DATA, [])
+    assert "7 series are intermittent" in text and "forecast by TSB" in text
+    assert "(blend 1.100, local 0.970, tsb 0.910;" in text
+    metrics["intermittent"] = {"series": 0, "member": "blend", "mase": None}
+    assert "No series is intermittent" in card.render(metrics, MODEL, DATA, [])

@@ -13,7 +13,7 @@ from conftest import SIGMA
 
 from salesmesh import artifact
 from salesmesh.errors import ArtifactIntegrityError, ForecastError
-from salesmesh.forecast import Forecaster, Params, fit, load, metrics, quantiles
+from salesmesh.forecast import Forecaster, Params, describe, fit, load, metrics, quantiles
 
 LEVELS = (0.1, 0.25, 0.5, 0.75, 0.9)
 Z = {"p10": -1.2816, "p25": -0.6745, "p75": 0.6745, "p90": 1.2816}  # standard normal quantiles
@@ -90,22 +90,27 @@ def test_a_model_fitted_without_calibration_says_how_to_get_quantiles(fitted):
         fitted.predict(quantiles=LEVELS)
 
 
-@pytest.fixture(scope="module")
-def fitted_sparse(fast: Params) -> Forecaster:
+def fitted_sparse_history() -> pd.DataFrame:
     """Intermittent demand: 30 daily series selling on about one day in five."""
     rng = np.random.default_rng(3)
     dates = pd.date_range("2024-01-01", periods=200, freq="D")
     frames = [
         pd.DataFrame(
             {
-                "series_id": f"i{i}",
+                "series_id": f"i{i:02d}",
                 "date": dates,
                 "sales": np.where(rng.random(200) < 0.2, rng.poisson(3, 200) + 1, 0).astype(float),
             }
         )
         for i in range(30)
     ]
-    return fit(pd.concat(frames, ignore_index=True), horizon=14, params=fast, quantiles=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def fitted_sparse(fast: Params) -> Forecaster:
+    """A forecaster with quantiles fitted on fitted_sparse_history."""
+    return fit(fitted_sparse_history(), horizon=14, params=fast, quantiles=True)
 
 
 def test_intermittent_series_are_calibrated_in_their_own_pool(fitted_sparse, calibrated):
@@ -113,7 +118,9 @@ def test_intermittent_series_are_calibrated_in_their_own_pool(fitted_sparse, cal
     assert sparse is not None and sparse.pools["intermittent"].errors >= quantiles.MIN_ERRORS
     assert sparse.pools["intermittent"].growth == (1.0, 0.0, 1.0)  # no growth fitted there
     frame = fitted_sparse.predict(quantiles=(0.1, 0.9))
-    assert (frame["p10"] == 0).mean() > 0.9  # a day without a sale is the likely low end
+    # four days in five sell nothing, and a sale is of 1 unit or more: the true p10 of every
+    # day is 0 and its p90 at least 1
+    assert (frame["p10"] < 0.5).all() and (frame["p90"] >= 1).all()
     # the regular series alone: their pool borrows nothing
     regular = calibrated.calibration
     assert regular is not None and regular.pools["regular"].errors > 1000
@@ -206,3 +213,87 @@ def test_a_signed_but_inconsistent_calibration_is_refused(calibrated, tmp_path, 
     _rewrite(folder, config, arrays)
     with pytest.raises(ArtifactIntegrityError, match=match):
         load(folder)
+
+
+def test_tsb_forecasts_the_smoothed_chance_of_a_demand_times_its_size():
+    """A demand of 4 every third period, the last one at the end: TSB's chance settles at
+    0.1 / (1 - 0.9 ** 3) right after a demand, times the size 4, flat; after 60 periods with
+    no demand it has decayed by 0.9 ** 60; a series with no demand forecasts zero."""
+    from salesmesh.forecast import baselines
+
+    regular = np.tile([0.0, 0.0, 4.0], 100)
+    stopped = np.concatenate([regular[:240], np.zeros(60)])
+    values = np.stack([regular, stopped, np.zeros(300)])
+    values[2, :50] = np.nan  # starts late, never sells
+    found = baselines.tsb_forecast(values, 5)
+    assert found.shape == (3, 5) and (found == found[:, :1]).all()
+    settled = 4 * 0.1 / (1 - 0.9**3)
+    assert found[0, 0] == pytest.approx(settled, rel=1e-6)
+    assert found[1, 0] == pytest.approx(settled * 0.9**60, rel=1e-6)
+    assert found[2, 0] == 0.0
+
+
+def test_intermittent_series_are_forecast_by_the_member_their_backtest_chose(fitted_sparse):
+    """The backtest scores the blend, its local half and TSB on the intermittent series and the
+    model serves the best (the blend unless another beats it by the margin); regular series
+    keep the blend."""
+    from salesmesh.forecast import backtest, baselines
+    from salesmesh.forecast.activity import prepare
+    from salesmesh.forecast.panel import to_panel
+
+    state = fitted_sparse._state
+    assert state.sparse is not None and state.sparse.all()
+    member = state.member
+    assert member in backtest.MEMBERS
+    if member == backtest.BLEND:
+        assert state.weights is None
+    else:
+        assert state.weights is not None and (state.weights == 0).all()
+    if member == backtest.TSB:
+        history = fitted_sparse_history()
+        ready, _ = prepare(to_panel(history))
+        expected = baselines.tsb_forecast(ready.values, 14)
+        served = fitted_sparse.predict()["forecast"].to_numpy().reshape(30, 14)
+        np.testing.assert_allclose(served, expected, rtol=1e-9)
+
+
+def test_the_backtest_reports_each_members_error_and_applies_the_rule(fitted_sparse, fast):
+    from salesmesh.forecast import backtest
+    from salesmesh.forecast.panel import to_panel
+
+    result = backtest.run(to_panel(fitted_sparse_history()), horizon=14, params=fast)
+    choice = result.metrics["intermittent"]
+    assert choice["series"] == 30 and set(choice["mase"]) == set(backtest.MEMBERS)
+    mase = choice["mase"]
+    best = min(("local", "tsb"), key=lambda name: mase[name])
+    expected = best if mase[best] < (1 - backtest.MEMBER_MARGIN) * mase["blend"] else "blend"
+    assert choice["member"] == expected == result.member
+    # what the backtest scored for the model is what it serves: the chosen member's error
+    assert result.metrics["models"]["salesmesh"]["mase"] == pytest.approx(mase[expected], rel=0.05)
+
+
+def test_a_member_other_than_the_blend_changes_only_intermittent_series(
+    noisy_history, fast, tmp_path
+):
+    """Forcing TSB on a business with no intermittent series changes nothing; on intermittent
+    series it serves exactly TSB's forecast, also after saving and loading (and for longer
+    horizons); an unknown member is refused."""
+    from salesmesh.forecast import baselines
+    from salesmesh.forecast.activity import prepare
+    from salesmesh.forecast.model import fit_panel
+    from salesmesh.forecast.panel import to_panel
+
+    panel = to_panel(noisy_history)
+    blend = fit_panel(panel, 7, fast)
+    tsb = fit_panel(panel, 7, fast, member="tsb")
+    pd.testing.assert_frame_equal(tsb.predict(), blend.predict())
+
+    sparse = to_panel(fitted_sparse_history())
+    forced = fit_panel(sparse, 7, fast, member="tsb")
+    expected = baselines.tsb_forecast(prepare(sparse)[0].values, 1)
+    for model in (forced, load(forced.save(tmp_path / "tsb"))):
+        served = model.predict(horizon=10)["forecast"].to_numpy().reshape(30, 10)
+        np.testing.assert_allclose(served, np.repeat(expected, 10, axis=1), rtol=1e-12)
+        assert describe(model, fast)["intermittent"] == {"member": "tsb", "series": 30}
+    with pytest.raises(ForecastError, match="member must be one of"):
+        fit_panel(panel, 7, fast, member="croston")

@@ -40,6 +40,10 @@ Matrix = NDArray[np.float64]
 MODEL = "salesmesh"
 BASELINES = ("seasonal_naive", "ets", "theta")
 PLAN = "known_plan"  # the model given each window's real regressors
+# what may forecast intermittent series: the blend, its local half alone, or TSB
+BLEND, LOCAL, TSB = "blend", "local", "tsb"
+MEMBERS = (BLEND, LOCAL, TSB)
+MEMBER_MARGIN = 0.02  # another member must beat the blend by this much (relative) to serve
 
 
 @dataclass
@@ -59,6 +63,8 @@ class Backtest:
     # the model's quantiles at the last origin, (series, horizon, levels), calibrated on the
     # other origins (None with a single origin)
     bands: NDArray[np.float64] | None = None
+    # what forecasts intermittent series (see :func:`_intermittent_member`)
+    member: str = "blend"
 
 
 POINTS_COLUMNS = ("series", "window", "step", "model", "naive", "scale")
@@ -100,26 +106,36 @@ def run(
     points: list[pd.DataFrame] = []
     windows: dict[str, list[quantiles.Window]] = {name: [] for name in (MODEL, *BASELINES)}
     scored = np.ones(len(panel.series), dtype=bool)
+    made: list[tuple[_Origin, dict[str, Matrix]]] = []
     for cut in cuts:
         origin = _Origin(panel, model, cut, horizon)
-        scored, forecasts = origin.scored, origin.forecasts()
+        forecasts = origin.forecasts()
         if planned:
             regressors = {name: m[:, cut : cut + horizon] for name, m in panel.regressors.items()}
             forecasts[PLAN] = origin.model(regressors)
+        # a series that falls silent inside the window has no actuals there: NaN, not scored
+        actuals.append(panel.values[origin.scored, cut : cut + horizon])
+        made.append((origin, forecasts))
+    member, choice = _intermittent_member(made, actuals)
+    for (origin, forecasts), actual_part in zip(made, actuals, strict=True):
+        if member != BLEND:  # score what will be served: the chosen member for those series
+            rows = np.flatnonzero(origin.scored)[origin.sparse]
+            for name in (MODEL, PLAN):
+                if name in forecasts:
+                    forecasts[name][rows] = origin.member(member)[rows]
+        scored = origin.scored
         for name, forecast in forecasts.items():
             pooled[name].append(forecast[scored])
-        # a series that falls silent inside the window has no actuals there: NaN, not scored
-        actuals.append(panel.values[scored, cut : cut + horizon])
         scales.append(origin.scale)
         for name, errors in windows.items():
-            errors.append(origin.window(actuals[-1] - forecasts[name][scored]))
+            errors.append(origin.window(actual_part - forecasts[name][scored]))
         points.append(
             _points(
                 panel.series[scored],
                 origin.dates[0],
                 {
-                    "model": np.abs(forecasts[MODEL][scored] - actuals[-1]),
-                    "naive": np.abs(forecasts["seasonal_naive"][scored] - actuals[-1]),
+                    "model": np.abs(forecasts[MODEL][scored] - actual_part),
+                    "naive": np.abs(forecasts["seasonal_naive"][scored] - actual_part),
                 },
                 scales[-1],
             )
@@ -167,6 +183,7 @@ def run(
             },
         },
         "blend_weight_gbm": params.gbm_weight,
+        "intermittent": choice,
     }
     last = cuts[-1]
     later = _since_cuts(panel, since, cuts[0])
@@ -182,8 +199,38 @@ def run(
         points=_concat(points, POINTS_COLUMNS),
         since=_concat([_from(panel, model, cut, horizon) for cut in later], SINCE_COLUMNS),
         calibration=quantiles.calibrate(windows[MODEL], span),
+        member=member,
         bands=_last(bands[MODEL], scored),
     )
+
+
+def _intermittent_member(
+    made: Sequence[tuple[_Origin, dict[str, Matrix]]], actuals: Sequence[Matrix]
+) -> tuple[str, dict[str, Any]]:
+    """Which of :data:`MEMBERS` forecasts intermittent series, by measurement on this
+    backtest: each one's MASE over the intermittent series of every origin; another member
+    than the blend must beat it by :data:`MEMBER_MARGIN`. The global booster, trained mostly
+    on regular series, can fit mostly-zero series poorly; on others it is the better half."""
+    sums = dict.fromkeys(MEMBERS, 0.0)
+    count, series = 0, 0
+    for (origin, forecasts), actual in zip(made, actuals, strict=True):
+        sparse = origin.sparse
+        if not sparse.any():
+            continue
+        rows = np.flatnonzero(origin.scored)[sparse]
+        truth, scale = actual[sparse], origin.scale[sparse, None]
+        known = ~np.isnan(truth)
+        count += int(known.sum())
+        series = int(sparse.sum())
+        for name in MEMBERS:
+            found = forecasts[MODEL][rows] if name == BLEND else origin.member(name)[rows]
+            sums[name] += float(np.nansum(np.abs(truth - found) / scale))
+    if count == 0:
+        return BLEND, {"series": 0, "member": BLEND, "mase": None}
+    mase = {name: round(total / count, 6) for name, total in sums.items()}
+    best = min(MEMBERS[1:], key=lambda name: mase[name])
+    member = best if mase[best] < (1.0 - MEMBER_MARGIN) * mase[BLEND] else BLEND
+    return member, {"series": series, "member": member, "mase": mase}
 
 
 def _levels(
@@ -264,6 +311,17 @@ class _Origin:
         self.recent = quantiles.recent_scale(known, season, span)
         self.sparse = quantiles.intermittent(known, span)
         self._model = model
+        self._tsb: Matrix | None = None
+
+    def member(self, name: str) -> Matrix:
+        """The forecast of every series by one of :data:`MEMBERS` other than the blend."""
+        if name == LOCAL:
+            return np.clip(self.local, 0.0, None)
+        if name == TSB:
+            if self._tsb is None:
+                self._tsb = baselines.tsb_forecast(self.known.values, self.local.shape[1])
+            return self._tsb
+        raise ForecastError(f"unknown member {name!r} for intermittent series")
 
     def window(self, errors: Matrix) -> quantiles.Window:
         """Calibration data of this origin: the scored series' ``errors`` (actual - forecast)."""

@@ -233,3 +233,28 @@ def _seasonal_indices(values: Matrix, starts: NDArray[np.int64], season: int) ->
     positive = np.nanmin(np.where(np.isnan(values), np.inf, values), axis=1) > 0
     indices[~positive] = 1.0
     return indices
+
+
+def tsb_forecast(values: Matrix, horizon: int, alpha: float = 0.1, beta: float = 0.1) -> Matrix:
+    """The TSB method (Teunter, Syntetos & Babai, 2011) for intermittent demand: the
+    probability of a demand (smoothed every period, ``beta``) times its size (smoothed on
+    demand periods only, ``alpha``); a flat forecast of the mean demand per period. Unlike
+    Croston it decays towards zero while no demand comes, so an item that stopped selling is
+    not forecast at its old rate for ever. Rows are series, NaN before a series starts."""
+    n_series, length = values.shape
+    chance = np.full(n_series, np.nan)
+    size = np.full(n_series, np.nan)
+    for t in range(length):
+        y = values[:, t]
+        known = ~np.isnan(y)
+        demand = known & (y > 0)
+        first = known & np.isnan(chance)
+        chance[first] = demand[first]
+        later = known & ~first
+        chance[later] += beta * (demand[later] - chance[later])
+        fresh = demand & np.isnan(size)
+        size[fresh] = y[fresh]
+        update = demand & ~fresh
+        size[update] += alpha * (y[update] - size[update])
+    mean = np.nan_to_num(chance) * np.nan_to_num(size)
+    return np.repeat(mean[:, None], horizon, axis=1)

@@ -192,6 +192,28 @@ def _listed(silence: dict[str, int], shown: int = 20) -> str:
     )
 
 
+_MEMBERS = {
+    "blend": "the blend, like every other series",
+    "local": "ETS and Theta alone (the booster left out)",
+    "tsb": "TSB (chance of a demand x its size, smoothed)",
+}
+
+
+def _intermittent_text(metrics: dict[str, Any]) -> str:
+    """Which member forecasts the mostly-zero series, and the backtest figures that chose it."""
+    choice = metrics.get("intermittent") or {}
+    if not choice.get("series"):
+        return "No series is intermittent (a demand less often than every 1.32 periods)."
+    mase = choice.get("mase") or {}
+    scores = ", ".join(f"{name} {fmt(mase.get(name))}" for name in _MEMBERS)
+    return (
+        f"{choice['series']} series are intermittent (a demand less often than every 1.32 "
+        f"periods, recently). They are forecast by {_MEMBERS[choice['member']]}: the member "
+        f"with the lowest backtest MASE on them ({scores}; another than the blend must win by "
+        "2 %)."
+    )
+
+
 def fmt(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "n/a"
 
@@ -238,6 +260,9 @@ ETS {relative.get("vs_ets")}.
 
 ## Quantiles
 {_quantiles_text(metrics, model)}
+
+## Intermittent series
+{_intermittent_text(metrics)}
 
 ## Series that end early
 {_endings_text(model)}

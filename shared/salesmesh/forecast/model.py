@@ -28,6 +28,7 @@ from salesmesh.forecast.state import CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, ST
 from salesmesh.forecast.training import Params, context, train
 
 Matrix = NDArray[np.float64]
+MEMBERS = ("blend", "local", "tsb")  # what may forecast intermittent series (see fit_panel)
 # the saved format lives in forecast.state; its names stay importable from here
 __all__ = [
     "CONFIG_FILE",
@@ -140,7 +141,7 @@ class Forecaster:
         state = _rows(state, self._pick(series))
         dates = self.dates(horizon)
         model = _direct(self._booster, state, dates, _future_regressors(state, dates, future))
-        blended = _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
+        blended = _blend(_weight(state), model, _extend(state.local, horizon, state.season))
         frame = pd.DataFrame(
             {
                 "series_id": np.repeat(state.series.astype(object), horizon),
@@ -175,7 +176,7 @@ class Forecaster:
                     raise ForecastError(f"{name} has {len(values)} values for {horizon} dates")
                 regressors[name][row] = np.asarray(values, dtype=np.float64)
         model = _direct(self._booster, state, dates, regressors)
-        return _blend(state.blend_weight, model, _extend(state.local, horizon, state.season))
+        return _blend(_weight(state), model, _extend(state.local, horizon, state.season))
 
     def _pick(self, series: Sequence[str] | None) -> NDArray[np.int64]:
         """Rows of the active series, or of ``series`` (ForecastError if one is not active)."""
@@ -224,13 +225,15 @@ def fit(
     panel = to_panel(history, freq, regressors)
     params = params or Params()
     calibration = None
+    member = "blend"
     if quantiles:
         from salesmesh.forecast import backtest
 
-        calibration = backtest.run(panel, horizon, params=params).calibration
-        if calibration is None:
+        result = backtest.run(panel, horizon, params=params)
+        if result.calibration is None:
             raise ForecastError("quantiles need backtest errors, and the backtest scored none")
-    return fit_panel(panel, horizon, params, calibration)
+        calibration, member = result.calibration, result.member
+    return fit_panel(panel, horizon, params, calibration, member)
 
 
 def fit_panel(
@@ -238,9 +241,12 @@ def fit_panel(
     horizon: int,
     params: Params,
     calibration: Calibration | None = None,
+    member: str = "blend",
 ) -> Forecaster:
     """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits);
-    ``calibration`` (from :func:`salesmesh.forecast.backtest.run`) gives it quantiles."""
+    ``calibration`` (from :func:`salesmesh.forecast.backtest.run`) gives it quantiles, and
+    ``member`` (the backtest's choice) says what forecasts intermittent series: ``blend``,
+    ``local`` (ETS and Theta without the booster) or ``tsb`` (:func:`baselines.tsb_forecast`)."""
     if panel.values.shape[1] < 3:
         raise ForecastError(
             f"need at least 3 periods of history to fit, got {panel.values.shape[1]}"
@@ -251,15 +257,24 @@ def fit_panel(
     booster = train(panel, horizon, season, params)
     ready, found = prepare(panel)
     local = local_forecast(ready.values, season, horizon)
+    if member not in MEMBERS:
+        raise ForecastError(f"member must be one of {MEMBERS}, got {member!r}")
+    # read from the whole history: the kept window can be shorter
+    span = quantiles.span_for(season, horizon)
+    sparse = quantiles.intermittent(ready.values, span)
+    weights = None
+    if member != "blend" and sparse.any():
+        weights = np.where(sparse, 0.0, params.gbm_weight)
+        if member == "tsb":
+            local[sparse] = baselines.tsb_forecast(ready.values[sparse], horizon)
     state = _snapshot(ready, horizon, season, params.gbm_weight, local, found)
+    state = replace(state, weights=weights, member=member)
     if calibration is not None:
-        # the scales are read from the whole history: the kept window can be shorter
-        values = ready.values
         state = replace(
             state,
             calibration=calibration,
-            quantile_scale=quantiles.recent_scale(values, season, calibration.span),
-            sparse=quantiles.intermittent(values, calibration.span),
+            quantile_scale=quantiles.recent_scale(ready.values, season, span),
+            sparse=sparse,
         )
     return Forecaster(booster, state)
 
@@ -325,8 +340,14 @@ def reforecast(
     return _blend(model.blend_weight, gbm, local)
 
 
-def _blend(weight: float, gbm: Matrix, local: Matrix) -> Matrix:
-    return np.asarray(np.clip(weight * gbm + (1.0 - weight) * local, 0.0, None), dtype=np.float64)
+def _blend(weight: float | NDArray[np.float64], gbm: Matrix, local: Matrix) -> Matrix:
+    """``weight`` of the booster: one for all series, or one per series (a column)."""
+    w = weight[:, None] if isinstance(weight, np.ndarray) else weight
+    return np.asarray(np.clip(w * gbm + (1.0 - w) * local, 0.0, None), dtype=np.float64)
+
+
+def _weight(state: State) -> float | NDArray[np.float64]:
+    return state.blend_weight if state.weights is None else state.weights
 
 
 def _snapshot(
@@ -372,6 +393,7 @@ def _rows(state: State, rows: NDArray[np.int64]) -> State:
         silent=state.silent[rows],
         quantile_scale=None if state.quantile_scale is None else state.quantile_scale[rows],
         sparse=None if state.sparse is None else state.sparse[rows],
+        weights=None if state.weights is None else state.weights[rows],
     )
 
 
@@ -485,5 +507,9 @@ def describe(forecaster: Forecaster, params: Params) -> dict[str, Any]:
         "features": state.feature_names,
         "silence": forecaster.silence,
         "quantiles": None if state.calibration is None else state.calibration.describe(),
+        "intermittent": {
+            "member": state.member,
+            "series": 0 if state.weights is None else int((state.weights == 0).sum()),
+        },
         "params": asdict(params),
     }

@@ -58,6 +58,10 @@ class State:
     calibration: quantiles.Calibration | None = None
     quantile_scale: NDArray[np.float64] | None = None
     sparse: NDArray[np.bool_] | None = None
+    # the booster's weight per series when intermittent series are forecast by another member
+    # than the blend (None: blend_weight for every series), and that member
+    weights: NDArray[np.float64] | None = None
+    member: str = "blend"
 
     @property
     def inactive(self) -> NDArray[np.bool_]:
@@ -80,6 +84,8 @@ def save(booster: Any, state: State, directory: Path) -> None:
     if state.price_reference is not None:
         arrays["price_reference"] = state.price_reference
     arrays.update({f"regressor__{k}": v for k, v in state.regressors.items()})
+    if state.weights is not None:
+        arrays["series_weight"] = state.weights
     calibration = state.calibration
     if calibration is not None:
         assert state.quantile_scale is not None and state.sparse is not None
@@ -99,6 +105,7 @@ def save(booster: Any, state: State, directory: Path) -> None:
         "regressors": list(state.regressors),
         "feature_names": state.feature_names,
         "inactive_after": state.inactive_after,
+        "intermittent_member": state.member,
         "quantiles": None
         if calibration is None
         else {"default": list(quantiles.DEFAULT), **calibration.describe()},
@@ -140,6 +147,12 @@ def read(directory: Path) -> tuple[Any, State]:
     )
     if state.silent.shape != series.shape:
         raise ArtifactIntegrityError(f"{directory}: {STATE_FILE} has one silence per series")
+    weights = data.get("series_weight")
+    if weights is not None:
+        if weights.shape != series.shape or not ((weights >= 0) & (weights <= 1)).all():
+            raise ArtifactIntegrityError(f"{directory}: {STATE_FILE} has bad series weights")
+        state.weights = np.asarray(weights, dtype=np.float64)
+    state.member = str(config.get("intermittent_member", "blend"))
     if config.get("quantiles"):
         state = _with_quantiles(directory, state, config["quantiles"], data)
     booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
