@@ -23,7 +23,7 @@ from salesmesh.errors import ArtifactIntegrityError, SourceError
 
 MANIFEST = "manifest.json"
 FORMAT = "salesmesh-manifest/1"
-_LIBRARIES = ("salesmesh", "numpy", "pandas", "scikit-learn", "lightgbm", "matplotlib")
+_LIBRARIES = ("salesmesh", "numpy", "pandas", "lightgbm", "matplotlib")
 
 
 def sha256_file(path: Path) -> str:
