@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from salesmesh.forecast.backtest import MODEL, PLAN, Backtest
+from salesmesh.forecast.quantiles import MIN_ERRORS
 
 FORECAST_PLOT = "forecast_vs_actual.png"
 ERROR_PLOT = "error_by_horizon.png"
@@ -124,7 +125,10 @@ def _quantiles_text(metrics: dict[str, Any], model: dict[str, Any]) -> str:
     """How the quantiles are made and how they scored."""
     calibration = model.get("quantiles")
     if not calibration:
-        return "This model gives point forecasts only (no backtest errors to calibrate on)."
+        return (
+            "This model gives point forecasts only: its backtest scored fewer than "
+            f"{MIN_ERRORS} errors to calibrate quantiles on."
+        )
     levels = ", ".join(f"{t:g}" for t in metrics["protocol"]["quantiles"]["levels"])
     pools = calibration["pools"]
     ours = metrics["models"][MODEL]
