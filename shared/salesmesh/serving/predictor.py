@@ -9,7 +9,8 @@ latency budget on two slow cores, however large the model. An instance with a pl
 when asked, its quantiles around its own forecast; all plans of a request share one model pass
 per horizon (measured: 15 ms for one plan, 30 ms for 50, 0.3 s for 1,000, 50 series).
 Inactive series (silent for longer than the model allows) are refused with that reason, never
-answered with zeros."""
+answered with zeros.
+"""
 
 from __future__ import annotations
 
