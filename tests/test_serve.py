@@ -329,6 +329,7 @@ def test_health_reports_what_is_served(client: Client, model_artifact: Path):
         "series": 6,
         "inactive_series": 0,
         "horizon": 28,
+        "quantiles": [0.1, 0.25, 0.5, 0.75, 0.9],
         "run_id": "run",
         "artifact": str(model_artifact),
         "manifest_sha256": sha256_file(model_artifact / MANIFEST),
@@ -385,27 +386,36 @@ def test_gunicorn_runs_one_threaded_worker_preloaded(predictor: Predictor, model
 
 
 def test_sales_are_rounded_and_never_negative():
-    """Forecasts are kept rounded to 4 places, negatives and -0.0 become 0.0."""
+    """Forecasts and quantiles are kept rounded to 4 places, negatives and -0.0 become 0.0."""
     frame = pd.DataFrame(
         {
             "series_id": ["a", "a"],
             "date": pd.to_datetime(["2024-01-02", "2024-01-01"]),
             "forecast": [-1e-9, 1.234567],
+            "p10": [-2e-9, 0.654321],
         }
     )
-    forecasts = _precompute(frame, {"a": ("S", "P")}, 2, "test")
-    dates, sales = forecasts[("S", "P")]
-    assert dates == ("2024-01-01", "2024-01-02")  # sorted by date
-    assert [str(s) for s in sales] == ["1.2346", "0.0"]
+    forecasts = _precompute(frame, {"a": ("S", "P")}, 2, "test", columns=("p10",))
+    found = forecasts[("S", "P")]
+    assert found.dates == ("2024-01-01", "2024-01-02")  # sorted by date
+    assert [str(s) for s in found.sales] == ["1.2346", "0.0"]
+    assert found.entries(2, ("p10",)) == [
+        {"date": "2024-01-01", "sales": 1.2346, "p10": 0.6543},
+        {"date": "2024-01-02", "sales": 0.0, "p10": 0.0},
+    ]
+    assert str(found.entries(2, ("p10",))[1]["p10"]) == "0.0"
 
 
-def test_non_finite_forecasts_are_refused():
-    """A model forecasting NaN cannot serve: JSON has no NaN."""
+@pytest.mark.parametrize("bad", ["forecast", "p90"])
+def test_non_finite_forecasts_are_refused(bad: str):
+    """A model forecasting NaN sales or quantiles cannot serve: JSON has no NaN."""
     frame = pd.DataFrame(
-        {"series_id": ["a"], "date": pd.to_datetime(["2024-01-01"]), "forecast": [float("nan")]}
+        {"series_id": ["a"], "date": pd.to_datetime(["2024-01-01"]), "forecast": [1.0]}
     )
+    frame["p90"] = 2.0
+    frame[bad] = float("nan")
     with pytest.raises(ArtifactIntegrityError, match="non-finite"):
-        _precompute(frame, {"a": ("S", "P")}, 1, "test")
+        _precompute(frame, {"a": ("S", "P")}, 1, "test", columns=("p90",))
 
 
 def _copy(model_artifact: Path, tmp_path: Path) -> Path:
@@ -533,11 +543,25 @@ def test_server_serves_an_artifact_from_gcs(
     health = _await_health(process, port)
     assert (health["run_id"], health["artifact"], health["series"]) == ("r9", uri, 6)
 
+    assert health["quantiles"] == [0.1, 0.25, 0.5, 0.75, 0.9]
+
     status, body = _request(port, "POST", "/predict", {"instances": [GOOD]})
     assert status == 200
     assert body["deployedModelId"] == "4242"
     days = [step["date"] for step in body["predictions"][0]["forecast"]]
     assert days == [(first_day + timedelta(days=i)).isoformat() for i in range(28)]
+    assert list(body["predictions"][0]["forecast"][0]) == [
+        "date",
+        "sales",
+        "p10",
+        "p25",
+        "p50",
+        "p75",
+        "p90",
+    ]
+    point = {"instances": [{**GOOD, "quantiles": False}]}
+    status, body = _request(port, "POST", "/predict", point)
+    assert status == 200 and list(body["predictions"][0]["forecast"][0]) == ["date", "sales"]
 
     status, body = _request(port, "POST", "/predict", {"instances": [{**GOOD, "horizon": 99}]})
     assert (status, body["reasons"][0]["index"]) == (400, 0)

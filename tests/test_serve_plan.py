@@ -205,3 +205,48 @@ def test_plans_in_one_request_are_each_answered_with_their_own(client):
     alone = [_post(client, instance)[1]["predictions"][0] for instance in (promo, plain, short)]
     assert together["predictions"] == alone
     assert len(alone[2]["forecast"]) == 3
+
+
+QUANTILES = ["p10", "p25", "p50", "p75", "p90"]
+
+
+def test_a_plan_gets_the_librarys_quantiles_around_its_forecast(client, folder):
+    """A planned instance's p10 .. p90 are the library's predict(future=..., quantiles=...)
+    for that series and plan, rounded like sales."""
+    model = forecast.load(folder)
+    plan = {"promo": [0, 1, 1, 0, 0, 1, 0], "price": [2.0, 1.6, 1.6, 2.0, 2.2, 1.6, 2.0]}
+    future = pd.DataFrame({"series_id": "S02/P003", "date": model.dates(7), **plan})
+    frame = model.predict(horizon=7, future=future, series=["S02/P003"], quantiles=model.quantiles)
+    status, body = _post(client, {**GOOD, "future": plan})
+    assert status == 200, body
+    days = body["predictions"][0]["forecast"]
+    assert [list(day) for day in days] == [["date", "sales", *QUANTILES]] * 7
+    for name in QUANTILES:
+        assert [day[name] for day in days] == [round(float(v), 4) for v in frame[name]], name
+
+
+def test_a_promotion_plan_moves_the_band_with_the_forecast(client):
+    """Under a week of promotions the whole band sits higher; it stays ordered and >= 0."""
+    plan = {"promo": [1] * 7, "price": [1.6] * 7}
+    status, body = _post(client, GOOD, {**GOOD, "future": plan})
+    assert status == 200, body
+    plain, promoted = (
+        np.array([[day[q] for q in QUANTILES] for day in p["forecast"]])
+        for p in body["predictions"]
+    )
+    assert (promoted[:, 2] > plain[:, 2]).all()  # p50, every day
+    for band in (plain, promoted):
+        assert (band >= 0).all() and (np.diff(band, axis=1) >= 0).all()
+
+
+def test_plans_with_and_without_quantiles_in_one_request(client):
+    """Plans asking "quantiles": false get {date, sales}, the others p10 .. p90, in one
+    request, with the same sales as when asked alone."""
+    plan = {"promo": [1] * 7}
+    point = {**GOOD, "future": plan, "quantiles": False}
+    banded = {**GOOD, "future": plan}
+    status, body = _post(client, point, banded, {**GOOD, "quantiles": False})
+    assert status == 200, body
+    shapes = [{tuple(day) for day in p["forecast"]} for p in body["predictions"]]
+    assert shapes == [{("date", "sales")}, {("date", "sales", *QUANTILES)}, {("date", "sales")}]
+    assert _sales(body, 0) == _sales(body, 1) == _sales(_post(client, point)[1])

@@ -13,7 +13,7 @@ Configured by the environment only, read once at start-up:
 Before the port is bound the run folder is fetched, checked against its manifest, loaded and
 every series forecast: a deployment that cannot serve prints one line on stderr and exits
 non-zero (1, or 2 when the storage URI cannot be read), so it never becomes healthy. Forecasts
-are deterministic for an artifact; no future regressors are accepted at this stage.
+(the point and the quantiles the model was trained with) are deterministic for an artifact.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def gunicorn_options(settings: ServeSettings, predictor: Predictor) -> dict[str,
             run_id=identity["run_id"],
             series=predictor.health()["series"],
             horizon=predictor.horizon,
+            quantiles=list(predictor.quantiles),
             deployed_model_id=settings.deployed_model_id,
         )
 

@@ -135,6 +135,22 @@ class EndpointContract:
         assert len(prediction["forecast"]) == 7
         assert all(day["sales"] >= 0 for day in prediction["forecast"])
 
+    def test_predict_carries_quantiles_as_numbers(
+        self, endpoint: Endpoint, version_for: VersionFor
+    ) -> None:
+        """Each day carries p10 .. p90 as ordered numbers; "quantiles": false, a boolean on the
+        wire, leaves date and sales only."""
+        endpoint.deploy(version_for(1), 0)
+        response = endpoint.predict([PROBE, {**PROBE, "quantiles": False}])
+        banded, point = (p["forecast"] for p in response["predictions"])
+        levels = ("p10", "p25", "p50", "p75", "p90")
+        for day in banded:
+            assert set(day) == {"date", "sales", *levels}
+            values = [day[name] for name in levels]
+            assert all(isinstance(v, int | float) for v in values)
+            assert values[0] >= 0 and values == sorted(values)
+        assert point == [{"date": d["date"], "sales": d["sales"]} for d in banded]
+
     def test_predict_goes_where_the_traffic_is(
         self, endpoint: Endpoint, version_for: VersionFor
     ) -> None:

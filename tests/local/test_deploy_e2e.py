@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 
 # a short canary: the wait is what it costs, the path is the same
 EXTRA = {"SALESMESH_CANARY_SECONDS": "0.5"}
+QUANTILES = ["p10", "p25", "p50", "p75", "p90"]
 
 
 def _cli(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,7 +84,9 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         assert forecast["forecast"][0]["date"] == "2024-10-27"  # the day after the data ends
         assert response["deployedModelId"] == first["deployed_model_id"]
         table = _cli(state, "predict", "--store", "S01", "--product", "P001", "--horizon", "7")
-        assert table.returncode == 0 and len(table.stdout.splitlines()) == 8, table.stdout
+        # a title, the columns (the point forecast and the trained quantiles), 7 days
+        assert table.returncode == 0 and len(table.stdout.splitlines()) == 9, table.stdout
+        assert table.stdout.splitlines()[1].split() == ["date", "sales", *QUANTILES]
         unknown = _cli(state, "predict", "--store", "S99", "--product", "P001")
         assert unknown.returncode == 1 and "S99" in unknown.stderr, unknown.stderr
         plan = tmp_path / "plan.json"
@@ -91,7 +94,8 @@ def test_upload_train_deploy_predict_gate_and_failed_health(
         ask = ("predict", "--store", "S01", "--product", "P001", "--horizon", "7")
         planned = _cli(state, *ask, "--future-json", str(plan), "--json")
         assert planned.returncode == 0, planned.stderr
-        assert len(json.loads(planned.stdout)["predictions"][0]["forecast"]) == 7
+        planned_days = json.loads(planned.stdout)["predictions"][0]["forecast"]
+        assert [list(day) for day in planned_days] == [["date", "sales", *QUANTILES]] * 7
         plan.write_text(json.dumps({"promo": [1] * 3}))
         short = _cli(state, *ask, "--future-json", str(plan))
         assert short.returncode == 1 and "future.promo has 3 value(s)" in short.stderr, short.stderr

@@ -178,6 +178,26 @@ class Forecaster:
         model = _direct(self._booster, state, dates, regressors)
         return _blend(_weight(state), model, _extend(state.local, horizon, state.season))
 
+    def bands(
+        self, series: Sequence[str], point: Matrix, quantiles: Sequence[float] | None = None
+    ) -> NDArray[np.float64]:
+        """Quantiles shaped ``(len(series), steps, levels)`` around ``point``, a forecast of
+        ``series`` shaped ``(len(series), steps)`` such as :meth:`predict_plans` gives.
+
+        ``quantiles`` defaults to :attr:`quantiles`. Around :meth:`predict`'s own forecast these
+        are the columns it adds: a plan moves the bands with the point, as it moved the point.
+        ForecastError for a model fitted without a quantile calibration.
+        """
+        levels = _levels(self._state, self.quantiles if quantiles is None else quantiles)
+        state = _rows(self._state, self._pick(series))
+        point = np.asarray(point, dtype=np.float64)
+        if point.ndim != 2 or point.shape[0] != len(state.series) or point.shape[1] < 1:
+            raise ForecastError(
+                f"point must be shaped (series, steps) with one row per series "
+                f"({len(state.series)}), got {point.shape}"
+            )
+        return quantile_bands(state, point, levels)
+
     def _pick(self, series: Sequence[str] | None) -> NDArray[np.int64]:
         """Rows of the active series, or of ``series`` (ForecastError if one is not active)."""
         state = self._state

@@ -6,6 +6,7 @@ the local mesh and Vertex AI.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -122,16 +123,39 @@ def render(gathered: Mapping[str, Any], model: str, endpoint: str) -> str:
 
 
 def render_forecast(response: Mapping[str, Any]) -> str:
-    """One block per prediction: the series, who answered, then ``date  sales`` rows."""
+    """One block per prediction: the series and who answered, then a table of ``date  sales``
+    and the quantiles (``p10`` .. ``p90``) the forecast carries, lowest level first."""
     lines = []
     for prediction in response.get("predictions", []):
+        days = prediction["forecast"]
         lines.append(
             f"{prediction['store_id']} / {prediction['product_id']}: "
-            f"{len(prediction['forecast'])}-day forecast "
+            f"{len(days)}-day forecast "
             f"(deployed model {response.get('deployedModelId', '?')})"
         )
-        lines += [f"  {day['date']}  {day['sales']:10.2f}" for day in prediction["forecast"]]
+        columns = ["sales", *_quantile_columns(days[0] if days else {})]
+        lines.append("  " + f"{'date':<10}" + "".join(f"{name:>10}" for name in columns))
+        lines += ["  " + f"{day['date']:<10}" + _cells(day, columns) for day in days]
     return "\n".join(lines)
+
+
+def _quantile_columns(entry: Mapping[str, Any]) -> list[str]:
+    """An entry's quantile keys (``p10``, ``p2.5`` ...) by level: a response that went through
+    Vertex AI's protobuf Struct need not keep the server's key order."""
+    levels: dict[str, float] = {}
+    for key in entry:
+        try:
+            levels[key] = float(key[1:]) if key.startswith("p") else math.nan
+        except ValueError:
+            continue
+    return sorted((key for key, level in levels.items() if 0 < level < 100), key=levels.__getitem__)
+
+
+def _cells(day: Mapping[str, Any], columns: Sequence[str]) -> str:
+    return "".join(
+        f"{day[name]:10.2f}" if isinstance(day.get(name), int | float) else f"{'-':>10}"
+        for name in columns
+    )
 
 
 def _live(live: Mapping[str, Any] | None, degraded: str | None) -> str:

@@ -17,20 +17,22 @@ from numpy.typing import NDArray
 
 from salesmesh.errors import ArtifactIntegrityError
 from salesmesh.forecast.model import Forecaster
+from salesmesh.serving.entries import Forecast
 from salesmesh.serving.quote import kind, show
 
 FIELD = "future"
 Key = tuple[str, str]  # (store_id, product_id)
-Forecast = tuple[tuple[str, ...], tuple[float, ...]]  # dates (YYYY-MM-DD), sales
 
 
 @dataclass(frozen=True)
 class Request:
-    """A checked instance with a plan: its series, requested steps and plan."""
+    """A checked instance with a plan: its series, requested steps, plan and whether it
+    wants quantiles."""
 
     key: Key
     steps: int
     given: Mapping[str, list[float]]
+    quantiles: bool = False
 
 
 def parse(value: Any, known: Sequence[str], steps: int) -> tuple[dict[str, list[float]], list[str]]:
@@ -107,7 +109,8 @@ def rounded(sales: NDArray[np.float64]) -> NDArray[np.float64]:
 
 
 class Planner:
-    """Forecasts series under clients' plans, with the run's own model."""
+    """Forecasts series under clients' plans, with the run's own model, and the quantiles it
+    was trained with around them."""
 
     def __init__(self, forecaster: Forecaster, ids: Mapping[Key, str]) -> None:
         self._forecaster = forecaster
@@ -115,17 +118,24 @@ class Planner:
         self.regressors = forecaster.regressors
 
     def forecast_all(self, requests: Sequence[Request]) -> list[Forecast]:
-        """Each request's dates and sales, in order: one model pass per requested horizon
-        (a pass costs about the same for one series or hundreds)."""
-        out: list[Forecast] = [((), ())] * len(requests)
+        """Each request's forecast, in order: one model pass per requested horizon (a pass
+        costs about the same for one series or hundreds); quantiles for the requests that
+        want them."""
+        out: list[Forecast] = [Forecast((), ())] * len(requests)
         for steps in sorted({request.steps for request in requests}):
             members = [i for i, request in enumerate(requests) if request.steps == steps]
             series = [self._ids[requests[i].key] for i in members]
             plans = [requests[i].given for i in members]
-            sales = rounded(self._forecaster.predict_plans(series, plans, steps))
-            if not np.isfinite(sales).all():
+            point = self._forecaster.predict_plans(series, plans, steps)
+            sales = rounded(point)
+            bands = None
+            if any(requests[i].quantiles for i in members):
+                # around the unrounded point, as predict() does: the bands match the library's
+                bands = rounded(self._forecaster.bands(series, point))
+            if not (np.isfinite(sales).all() and (bands is None or np.isfinite(bands).all())):
                 raise ArtifactIntegrityError(f"a plan for {series[:5]} forecasts non-finite sales")
             days = tuple(self._forecaster.dates(steps).strftime("%Y-%m-%d"))
             for row, index in enumerate(members):
-                out[index] = (days, tuple(sales[row].tolist()))
+                found = None if bands is None else bands[row]
+                out[index] = Forecast(days, tuple(sales[row].tolist()), found)
         return out

@@ -1,11 +1,13 @@
 """The forecasts one run folder serves, computed once, and the request contract they answer.
 
 Without a plan a forecast is deterministic for an artifact: each series' forecast over the
-model's full horizon is computed once, at load, and a request only slices it. That keeps a
-prediction to dictionary look-ups, well inside the latency budget on two slow cores, however
-large the model. An instance with a plan (``"future": {"price": [...], "promo": [...]}``, see
-:mod:`salesmesh.serving.plan`) is forecast when asked; all plans of a request share one model
-pass per horizon (measured: 15 ms for one plan, 30 ms for 50, 0.3 s for 1,000, 50 series).
+model's full horizon, with the quantiles the model was trained with around it, is computed once,
+at load, and a request only slices it (see :mod:`salesmesh.serving.entries` for an entry's shape
+and the ``quantiles`` option). That keeps a prediction to dictionary look-ups, well inside the
+latency budget on two slow cores, however large the model. An instance with a plan
+(``"future": {"price": [...], "promo": [...]}``, see :mod:`salesmesh.serving.plan`) is forecast
+when asked, its quantiles around its own forecast; all plans of a request share one model pass
+per horizon (measured: 15 ms for one plan, 30 ms for 50, 0.3 s for 1,000, 50 series).
 Inactive series (silent for longer than the model allows) are refused with that reason, never
 answered with zeros.
 """
@@ -22,16 +24,16 @@ import pandas as pd
 from salesmesh import artifact, forecast
 from salesmesh.errors import ArtifactIntegrityError, MeshError
 from salesmesh.forecast.model import CONFIG_FILE, MODEL_FILE, STATE_FILE
-from salesmesh.serving import plan
+from salesmesh.serving import entries, plan
+from salesmesh.serving.entries import Forecast
 from salesmesh.serving.quote import kind, show
 
 SERIES_FILE = "series.csv"
 REQUIRED_FILES = (MODEL_FILE, STATE_FILE, CONFIG_FILE, SERIES_FILE)
 MAX_INSTANCES = 1000
-_FIELDS = ("store_id", "product_id", "horizon", plan.FIELD)
+_FIELDS = ("store_id", "product_id", "horizon", plan.FIELD, entries.FIELD)
 
 Key = plan.Key
-Forecast = plan.Forecast
 
 
 class Predictor:
@@ -44,14 +46,18 @@ class Predictor:
         identity: Mapping[str, Any],
         inactive: Mapping[Key, str] | None = None,
         planner: plan.Planner | None = None,
+        quantiles: tuple[float, ...] = (),
     ) -> None:
         """``inactive`` maps a series not forecast to why; ``planner`` forecasts plans (none:
-        instances with a plan are refused)."""
+        instances with a plan are refused); ``quantiles`` are the levels every forecast carries
+        in its bands (none: point forecasts only)."""
         self._forecasts = dict(forecasts)
         self.horizon = horizon
         self.identity = dict(identity)
         self._inactive = dict(inactive or {})
         self._planner = planner
+        self.quantiles = quantiles
+        self._columns = entries.columns(quantiles)
 
     @classmethod
     def from_folder(cls, folder: Path, source: str | None = None) -> Predictor:
@@ -65,7 +71,8 @@ class Predictor:
         manifest = artifact.verify(folder, REQUIRED_FILES)
         try:
             forecaster = forecast.load(folder)
-            frame = forecaster.predict()
+            levels = forecaster.quantiles  # empty for a model trained without them
+            frame = forecaster.predict(quantiles=levels or None)
             table = _series_table(folder / SERIES_FILE)
         except MeshError:
             raise
@@ -86,7 +93,14 @@ class Predictor:
             for series_id, last in forecaster.inactive.items()
             if series_id in table
         }
-        forecasts = _precompute(frame, table, forecaster.horizon, source, set(forecaster.inactive))
+        forecasts = _precompute(
+            frame,
+            table,
+            forecaster.horizon,
+            source,
+            set(forecaster.inactive),
+            entries.columns(levels),
+        )
         identity = {
             "run_id": Path(source.rstrip("/")).name,
             "artifact": source,
@@ -95,15 +109,17 @@ class Predictor:
             "code_version": manifest.get("code_version", ""),
         }
         planner = plan.Planner(forecaster, {key: sid for sid, key in table.items()})
-        return cls(forecasts, forecaster.horizon, identity, inactive, planner)
+        return cls(forecasts, forecaster.horizon, identity, inactive, planner, levels)
 
     def health(self) -> dict[str, Any]:
-        """What the health route reports: ok, how much is served and from which artifact."""
+        """What the health route reports: ok, how much is served (series, horizon, quantile
+        levels) and from which artifact."""
         return {
             "status": "ok",
             "series": len(self._forecasts),
             "inactive_series": len(self._inactive),
             "horizon": self.horizon,
+            "quantiles": list(self.quantiles),
             **self.identity,
         }
 
@@ -145,7 +161,7 @@ class Predictor:
         # every plan of the request in as few model calls as possible: one costs ~30 ms
         forecasts = iter(self._planner.forecast_all(planned) if self._planner and planned else [])
         predictions = [
-            _prediction(answer.key, *next(forecasts))
+            _prediction(answer.key, next(forecasts), answer.steps, self._served(answer.quantiles))
             if isinstance(answer, plan.Request)
             else answer
             for answer in answers
@@ -181,6 +197,9 @@ class Predictor:
             known = self._planner.regressors if self._planner else []
             given, trouble = plan.parse(instance[plan.FIELD], known, steps)
             problems += trouble
+        bands, refused = entries.wanted(instance.get(entries.FIELD), self._columns)
+        if refused:
+            problems.append(refused)
         if problems or steps is None:
             return "; ".join(problems)
         store, product = instance["store_id"], instance["product_id"]
@@ -189,17 +208,16 @@ class Predictor:
             why = self._inactive.get((store, product))
             return why or f"unknown series store_id={show(store)} product_id={show(product)}"
         if given:
-            return plan.Request((store, product), steps, given)
-        dates, sales = found
-        return _prediction((store, product), dates[:steps], sales[:steps])
+            return plan.Request((store, product), steps, given, bands)
+        return _prediction((store, product), found, steps, self._served(bands))
+
+    def _served(self, bands: bool) -> tuple[str, ...]:
+        """The quantile columns of an entry: the model's, or none."""
+        return self._columns if bands else ()
 
 
-def _prediction(key: Key, dates: tuple[str, ...], sales: tuple[float, ...]) -> dict[str, Any]:
-    return {
-        "store_id": key[0],
-        "product_id": key[1],
-        "forecast": [{"date": d, "sales": s} for d, s in zip(dates, sales, strict=True)],
-    }
+def _prediction(key: Key, found: Forecast, steps: int, columns: tuple[str, ...]) -> dict[str, Any]:
+    return {"store_id": key[0], "product_id": key[1], "forecast": found.entries(steps, columns)}
 
 
 def _steps(value: Any, limit: int) -> int | None:
@@ -237,8 +255,10 @@ def _precompute(
     horizon: int,
     source: str,
     inactive: set[str] | None = None,
+    columns: tuple[str, ...] = (),
 ) -> dict[Key, Forecast]:
-    """Per store x product: the forecast dates and sales, rounded to 4 places, never negative.
+    """Per store x product: the forecast dates, sales and quantile ``columns`` of ``frame``,
+    rounded to 4 places, never negative.
 
     Every series of ``table`` must be forecast in ``frame`` or be ``inactive``.
     """
@@ -249,7 +269,9 @@ def _precompute(
             f"artifact {source}: the model and {SERIES_FILE} disagree on series {odd[:5]}"
         )
     sales = plan.rounded(frame["forecast"].to_numpy(dtype=np.float64))
-    if not np.isfinite(sales).all():  # JSON has no NaN: a response would not even parse
+    bands = plan.rounded(frame.loc[:, list(columns)].to_numpy(dtype=np.float64))
+    # JSON has no NaN: a response would not even parse
+    if not (np.isfinite(sales).all() and np.isfinite(bands).all()):
         raise ArtifactIntegrityError(f"artifact {source} forecasts non-finite sales")
     days = pd.DatetimeIndex(frame["date"]).strftime("%Y-%m-%d").to_numpy()
     shared: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -263,9 +285,10 @@ def _precompute(
             )
         # every series usually shares one calendar: keep one tuple of dates, not one per series
         dates = tuple(str(day) for day in days[rows])
-        forecasts[table[str(series_id)]] = (
+        forecasts[table[str(series_id)]] = Forecast(
             shared.setdefault(dates, dates),
             tuple(sales[rows].tolist()),
+            bands[rows] if columns else None,
         )
     return forecasts
 
