@@ -174,6 +174,7 @@ def _story(data: Path, root: Path, timeout: float, timeline: Timeline) -> bool:
             second = _ship(settings, client, newer, "2", timeline, timeout)
             if second is None:
                 return False
+            _forecast(settings, _busiest(newer), timeline)
             return _incident(settings, mesh, second, first, traffic, timeline, timeout)
         finally:
             traffic.stop()
@@ -210,6 +211,21 @@ def _ship(
             timeline.say(f"   why: {version.get('reason', '?')}")
             return None
     return str(version["version_id"])
+
+
+def _forecast(settings: Any, series: tuple[str, str], timeline: Timeline) -> None:
+    """What a planner asks the endpoint: a week of the busiest series, with its quantiles."""
+    from salesmesh import runtime
+    from salesmesh.rollout import versions
+
+    store, product = series
+    with timeline.stage("a planner's week, with quantiles (salesmesh predict)") as stage:
+        instance = {"store_id": store, "product_id": product, "horizon": 7}
+        response = runtime.endpoint(settings).predict([instance])
+        days = response["predictions"][0]["forecast"]
+        stage.detail = f"{store} / {product}: {len(days)} days, fields {', '.join(days[0])}"
+        for line in versions.render_forecast(response).splitlines():
+            timeline.say(f"   {line}")
 
 
 def _incident(

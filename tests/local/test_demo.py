@@ -22,6 +22,7 @@ STAGES = [
     "upload v2 data (sales_newer.csv)",
     "train v2 (train_trigger -> history -> training run)",
     "deploy v2 (deploy_model: gate, canary, promote)",
+    "a planner's week, with quantiles (salesmesh predict)",
     "inject 800 ms into v2 (local fault switch)",
     "alert: p99 over 500 ms -> incident published",
     "alert_handler: traffic back to v1",
@@ -52,6 +53,8 @@ def test_demo_tells_the_whole_story_with_a_timeline(tmp_path: Path) -> None:
     for stage in told["stages"]:
         assert stage["finished_at"] >= stage["started_at"], stage
         assert stage["seconds"] >= 0
+    week = told["stages"][STAGES.index("a planner's week, with quantiles (salesmesh predict)")]
+    assert week["detail"].endswith("7 days, fields date, sales, p10, p25, p50, p75, p90")
     back = told["stages"][STAGES.index("alert_handler: traffic back to v1")]
     assert back["detail"].startswith("rolled_back: rolled back from version 2 to 1")
     assert "Traceback" not in result.stderr, result.stderr
