@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from predict_client import post
+from predict_client import reason as refusal
 from werkzeug.test import Client
 
 from salesmesh import forecast
@@ -60,28 +62,14 @@ def client(folder: Path) -> Client:
     return Client(create_app(Predictor.from_folder(folder), settings))
 
 
-def _post(client: Client, *instances: Any) -> tuple[int, Any]:
-    response = client.post("/predict", json={"instances": list(instances)})
-    return response.status_code, response.get_json()
-
-
 def _sales(body: Any, index: int = 0) -> list[float]:
     return [step["sales"] for step in body["predictions"][index]["forecast"]]
-
-
-def _reason(client: Client, instance: dict[str, Any]) -> str:
-    status, body = _post(client, GOOD, instance)
-    assert status == 400, body
-    [found] = body["reasons"]
-    assert found["index"] == 1
-    reason: str = found["reason"]
-    return reason
 
 
 def test_a_promotion_plan_raises_the_forecast(client):
     """A week on promotion (at the promotion price) forecasts far more than no plan does."""
     plan = {"promo": [1] * 7, "price": [1.6] * 7}
-    status, body = _post(client, GOOD, {**GOOD, "future": plan})
+    status, body = post(client, GOOD, {**GOOD, "future": plan})
     assert status == 200, body
     plain, promoted = _sales(body, 0), _sales(body, 1)
     assert sum(promoted) > 1.5 * sum(plain)
@@ -96,14 +84,14 @@ def test_a_plan_is_forecast_by_the_runs_own_model(client, folder):
     plan = {"promo": [0, 1, 1, 0, 0, 1, 0], "price": [2.0, 1.6, 1.6, 2.0, 2.2, 1.6, 2.0]}
     future = pd.DataFrame({"series_id": "S02/P003", "date": model.dates(7), **plan})
     expected = model.predict(horizon=7, future=future, series=["S02/P003"])["forecast"]
-    status, body = _post(client, {**GOOD, "future": plan})
+    status, body = post(client, {**GOOD, "future": plan})
     assert status == 200, body
     assert _sales(body) == [round(float(v), 4) for v in expected]
 
 
 def test_a_plan_of_the_defaults_is_the_plan_less_forecast(client):
     """No promotions and no price stated is exactly what is served without a plan."""
-    status, body = _post(client, GOOD, {**GOOD, "future": {"promo": [False] * 7}})
+    status, body = post(client, GOOD, {**GOOD, "future": {"promo": [False] * 7}})
     assert status == 200, body
     assert _sales(body, 1) == _sales(body, 0)
 
@@ -111,7 +99,7 @@ def test_a_plan_of_the_defaults_is_the_plan_less_forecast(client):
 def test_a_price_plan_is_accepted_and_changes_the_forecast(client):
     """A price plan for the whole horizon (the model's, when none is asked) is answered."""
     instance = {k: v for k, v in GOOD.items() if k != "horizon"}
-    status, body = _post(client, instance, {**instance, "future": {"price": [1.6] * HORIZON}})
+    status, body = post(client, instance, {**instance, "future": {"price": [1.6] * HORIZON}})
     assert status == 200, body
     assert len(_sales(body, 1)) == HORIZON
     assert _sales(body, 1) != _sales(body, 0)
@@ -140,7 +128,7 @@ PROMO_RULE = "must be 0 or 1 (or false/true)"
 )
 def test_a_bad_plan_is_refused_with_its_reason(client, future, reason):
     """Each kind of bad plan is refused, and the reason says what is wrong with it."""
-    assert reason in _reason(client, {**GOOD, "future": future})
+    assert reason in refusal(client, GOOD, {**GOOD, "future": future})
 
 
 def test_a_non_finite_plan_value_is_refused(client):
@@ -154,7 +142,7 @@ def test_a_non_finite_plan_value_is_refused(client):
 
 def test_every_problem_of_a_plan_is_listed(client):
     """An unknown regressor and a short list are both reported for one instance."""
-    reason = _reason(client, {**GOOD, "future": {"stock": [1] * 7, "promo": [1]}})
+    reason = refusal(client, GOOD, {**GOOD, "future": {"stock": [1] * 7, "promo": [1]}})
     assert "unknown regressor(s) 'stock'" in reason
     assert "future.promo has 1 value(s)" in reason
 
@@ -162,7 +150,7 @@ def test_every_problem_of_a_plan_is_listed(client):
 def test_a_series_that_ended_recently_is_forecast_near_its_level(client):
     """The 20/day series whose rows stopped 30 days before the data's end is forecast near 20
     (padded with zeros it was forecast at 0.5 a day)."""
-    status, body = _post(client, RECENT)
+    status, body = post(client, RECENT)
     assert status == 200, body
     sales = _sales(body)
     assert len(sales) == HORIZON
@@ -173,7 +161,7 @@ def test_a_series_that_ended_recently_is_forecast_near_its_level(client):
 
 def test_an_inactive_series_is_refused_with_its_reason(client, folder):
     """A series silent for 120 days is not forecast: the reason says so, with its last date."""
-    reason = _reason(client, GONE)
+    reason = refusal(client, GOOD, GONE)
     last = pd.read_csv(folder.parent / "sales.csv", parse_dates=["date"])
     last = last[last["product_id"] == "P021"]["date"].max().date()
     assert reason == (
@@ -200,9 +188,9 @@ def test_plans_in_one_request_are_each_answered_with_their_own(client):
     promo = {**GOOD, "future": {"promo": [1] * 7, "price": [1.6] * 7}}
     plain = {**GOOD, "future": {"promo": [0] * 7}}
     short = {**RECENT, "horizon": 3, "future": {"price": [2.5, 2.5, 2.5]}}
-    status, together = _post(client, promo, plain, short)
+    status, together = post(client, promo, plain, short)
     assert status == 200, together
-    alone = [_post(client, instance)[1]["predictions"][0] for instance in (promo, plain, short)]
+    alone = [post(client, instance)[1]["predictions"][0] for instance in (promo, plain, short)]
     assert together["predictions"] == alone
     assert len(alone[2]["forecast"]) == 3
 
@@ -217,7 +205,7 @@ def test_a_plan_gets_the_librarys_quantiles_around_its_forecast(client, folder):
     plan = {"promo": [0, 1, 1, 0, 0, 1, 0], "price": [2.0, 1.6, 1.6, 2.0, 2.2, 1.6, 2.0]}
     future = pd.DataFrame({"series_id": "S02/P003", "date": model.dates(7), **plan})
     frame = model.predict(horizon=7, future=future, series=["S02/P003"], quantiles=model.quantiles)
-    status, body = _post(client, {**GOOD, "future": plan})
+    status, body = post(client, {**GOOD, "future": plan})
     assert status == 200, body
     days = body["predictions"][0]["forecast"]
     assert [list(day) for day in days] == [["date", "sales", *QUANTILES]] * 7
@@ -228,7 +216,7 @@ def test_a_plan_gets_the_librarys_quantiles_around_its_forecast(client, folder):
 def test_a_promotion_plan_moves_the_band_with_the_forecast(client):
     """Under a week of promotions the whole band sits higher; it stays ordered and >= 0."""
     plan = {"promo": [1] * 7, "price": [1.6] * 7}
-    status, body = _post(client, GOOD, {**GOOD, "future": plan})
+    status, body = post(client, GOOD, {**GOOD, "future": plan})
     assert status == 200, body
     plain, promoted = (
         np.array([[day[q] for q in QUANTILES] for day in p["forecast"]])
@@ -245,8 +233,8 @@ def test_plans_with_and_without_quantiles_in_one_request(client):
     plan = {"promo": [1] * 7}
     point = {**GOOD, "future": plan, "quantiles": False}
     banded = {**GOOD, "future": plan}
-    status, body = _post(client, point, banded, {**GOOD, "quantiles": False})
+    status, body = post(client, point, banded, {**GOOD, "quantiles": False})
     assert status == 200, body
     shapes = [{tuple(day) for day in p["forecast"]} for p in body["predictions"]]
     assert shapes == [{("date", "sales")}, {("date", "sales", *QUANTILES)}, {("date", "sales")}]
-    assert _sales(body, 0) == _sales(body, 1) == _sales(_post(client, point)[1])
+    assert _sales(body, 0) == _sales(body, 1) == _sales(post(client, point)[1])

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from predict_client import post
+from predict_client import reason as refusal
 from werkzeug.test import Client
 
 from salesmesh import forecast
@@ -60,28 +62,14 @@ def old_client(old_run: Path) -> Client:
     return _client(old_run)
 
 
-def _post(client: Client, *instances: Any) -> tuple[int, Any]:
-    response = client.post("/predict", json={"instances": list(instances)})
-    return response.status_code, response.get_json()
-
-
 def _days(body: Any, index: int = 0) -> list[dict[str, Any]]:
     days: list[dict[str, Any]] = body["predictions"][index]["forecast"]
     return days
 
 
-def _reason(client: Client, instance: Any) -> str:
-    status, body = _post(client, GOOD, instance)
-    assert status == 400, body
-    [found] = body["reasons"]
-    assert found["index"] == 1
-    reason: str = found["reason"]
-    return reason
-
-
 def test_entries_carry_the_trained_quantiles(client: Client, model_artifact: Path):
     """Each entry is date, sales, p10 .. p90: the library's quantiles, rounded like sales."""
-    status, body = _post(client, {**GOOD, "horizon": 10})
+    status, body = post(client, {**GOOD, "horizon": 10})
     assert status == 200, body
     days = _days(body)
     assert [list(day) for day in days] == [ENTRY] * 10
@@ -97,7 +85,7 @@ def test_quantiles_are_monotone_non_negative_and_spread(client: Client, model_ar
     table = pd.read_csv(model_artifact / "series.csv", dtype=str)
     pairs = zip(table.store_id, table.product_id, strict=True)
     instances = [{"store_id": s, "product_id": p} for s, p in pairs]
-    status, body = _post(client, *instances)
+    status, body = post(client, *instances)
     assert status == 200, body
     values = np.array(
         [[day[c] for c in COLUMNS] for p in body["predictions"] for day in p["forecast"]]
@@ -111,7 +99,7 @@ def test_quantiles_are_monotone_non_negative_and_spread(client: Client, model_ar
 @pytest.mark.parametrize("asked", [True, None])
 def test_true_or_null_is_the_same_as_absent(client: Client, asked: Any):
     """ "quantiles": true (or null, as horizon takes null) answers exactly what absent does."""
-    status, body = _post(client, GOOD, {**GOOD, "quantiles": asked})
+    status, body = post(client, GOOD, {**GOOD, "quantiles": asked})
     assert status == 200, body
     assert _days(body, 0) == _days(body, 1)
     assert list(_days(body, 1)[0]) == ENTRY
@@ -119,7 +107,7 @@ def test_true_or_null_is_the_same_as_absent(client: Client, asked: Any):
 
 def test_false_gives_point_forecasts_only(client: Client):
     """ "quantiles": false gives today's entries {date, sales}, with the same sales."""
-    status, body = _post(client, {**GOOD, "horizon": 7}, {**GOOD, "horizon": 7, "quantiles": False})
+    status, body = post(client, {**GOOD, "horizon": 7}, {**GOOD, "horizon": 7, "quantiles": False})
     assert status == 200, body
     with_bands, point = _days(body, 0), _days(body, 1)
     assert [list(day) for day in point] == [["date", "sales"]] * 7
@@ -132,13 +120,13 @@ def test_false_gives_point_forecasts_only(client: Client):
 )
 def test_a_bad_quantiles_value_is_refused(client: Client, value: Any, shown: str):
     """Anything but true, false or null is refused, naming the levels the model serves."""
-    reason = _reason(client, {**GOOD, "quantiles": value})
+    reason = refusal(client, GOOD, {**GOOD, "quantiles": value})
     assert reason == f"quantiles must be true or false ({SERVES}), got {shown}"
 
 
 def test_a_bad_quantiles_value_is_listed_with_the_other_problems(client: Client):
     """One refusal lists a bad quantiles value beside the instance's other problems."""
-    reason = _reason(client, {"store_id": "S01", "horizon": 0, "quantiles": "p90"})
+    reason = refusal(client, GOOD, {"store_id": "S01", "horizon": 0, "quantiles": "p90"})
     assert reason.startswith("product_id is missing; horizon must be a whole number")
     assert reason.endswith(f"quantiles must be true or false ({SERVES}), got 'p90'")
 
@@ -163,24 +151,26 @@ def test_health_reports_the_levels_served(client: Client, old_client: Client):
 
 def test_a_format_3_run_serves_point_forecasts(client: Client, old_client: Client):
     """A run trained without quantiles serves {date, sales}, the same sales as with them."""
-    status, old = _post(old_client, GOOD, {**GOOD, "quantiles": False})
+    status, old = post(old_client, GOOD, {**GOOD, "quantiles": False})
     assert status == 200, old
     assert [list(day) for day in _days(old)] == [["date", "sales"]] * 28
     assert _days(old, 0) == _days(old, 1)
-    _, new = _post(client, GOOD)
+    _, new = post(client, GOOD)
     assert [day["sales"] for day in _days(old)] == [day["sales"] for day in _days(new)]
 
 
 def test_a_format_3_run_refuses_quantiles_true(old_client: Client):
     """Asking a run without quantiles for them is a 400 that says to retrain."""
-    reason = _reason(old_client, {**GOOD, "quantiles": True})
+    reason = refusal(old_client, GOOD, {**GOOD, "quantiles": True})
     assert reason.startswith("quantiles is true but this model was trained without quantiles: ")
     assert "retrain it (python -m salesmesh.train calibrates them)" in reason
-    assert "this model serves point forecasts only" in _reason(old_client, {**GOOD, "quantiles": 1})
+    assert "this model serves point forecasts only" in refusal(
+        old_client, GOOD, {**GOOD, "quantiles": 1}
+    )
 
 
 def test_a_format_3_run_answers_plans_point_only(old_client: Client):
     """A plan on a run without quantiles is forecast, as {date, sales} entries."""
-    status, body = _post(old_client, {**GOOD, "horizon": 3, "future": {"promo": [1, 1, 1]}})
+    status, body = post(old_client, {**GOOD, "horizon": 3, "future": {"promo": [1, 1, 1]}})
     assert status == 200, body
     assert [list(day) for day in _days(body)] == [["date", "sales"]] * 3

@@ -88,23 +88,27 @@ def promo_model(promo_history: pd.DataFrame, fast: Params) -> Forecaster:
 SIGMA = 3.0  # the noise of noisy_history: N(0, SIGMA) on every day
 
 
+def daily(count: int, days: int, sales: Callable[[int, pd.DatetimeIndex], object]) -> pd.DataFrame:
+    """``count`` daily series ``s00``, ``s01`` .. of ``days`` days from 2024-01-01; series ``i``
+    sells ``sales(i, dates)``."""
+    dates = pd.date_range("2024-01-01", periods=days, freq="D")
+    frames = [
+        pd.DataFrame({"series_id": f"s{i:02d}", "date": dates, "sales": sales(i, dates)})
+        for i in range(count)
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
 @pytest.fixture(scope="session")
 def noisy_history() -> pd.DataFrame:
     """60 daily series: a weekly pattern (5 sizes) plus a level, and Gaussian noise of known
     spread (SIGMA), 260 days; the quantile tests hold out the last 14."""
     rng = np.random.default_rng(0)
-    dates = pd.date_range("2024-01-01", periods=260, freq="D")
-    frames = [
-        pd.DataFrame(
-            {
-                "series_id": f"s{i}",
-                "date": dates,
-                "sales": (2 + i % 5) * WEEK[dates.dayofweek] + 20 + rng.normal(0, SIGMA, 260),
-            }
-        )
-        for i in range(60)
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return daily(
+        60,
+        260,
+        lambda i, dates: (2 + i % 5) * WEEK[dates.dayofweek] + 20 + rng.normal(0, SIGMA, 260),
+    )
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SIGMA
+from conftest import SIGMA, daily
 
 from salesmesh import artifact
 from salesmesh.errors import ArtifactIntegrityError, ForecastError
@@ -59,7 +59,7 @@ def test_the_point_forecast_is_unchanged_by_asking_for_quantiles(calibrated):
     plain = calibrated.predict()
     with_levels = calibrated.predict(quantiles=LEVELS)
     pd.testing.assert_frame_equal(with_levels[plain.columns], plain)
-    one = calibrated.predict(series=["s3"], horizon=20, quantiles=(0.5,))
+    one = calibrated.predict(series=["s03"], horizon=20, quantiles=(0.5,))
     assert list(one.columns) == ["series_id", "date", "forecast", "p50"]
     assert len(one) == 20  # beyond the fitted horizon the spread keeps growing smoothly
 
@@ -93,18 +93,11 @@ def test_a_model_fitted_without_calibration_says_how_to_get_quantiles(fitted):
 def fitted_sparse_history() -> pd.DataFrame:
     """Intermittent demand: 30 daily series selling on about one day in five."""
     rng = np.random.default_rng(3)
-    dates = pd.date_range("2024-01-01", periods=200, freq="D")
-    frames = [
-        pd.DataFrame(
-            {
-                "series_id": f"i{i:02d}",
-                "date": dates,
-                "sales": np.where(rng.random(200) < 0.2, rng.poisson(3, 200) + 1, 0).astype(float),
-            }
-        )
-        for i in range(30)
-    ]
-    return pd.concat(frames, ignore_index=True)
+    return daily(
+        30,
+        200,
+        lambda i, dates: np.where(rng.random(200) < 0.2, rng.poisson(3, 200) + 1, 0).astype(float),
+    )
 
 
 @pytest.fixture(scope="module")
