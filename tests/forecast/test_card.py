@@ -143,10 +143,10 @@ def test_the_card_says_what_forecasts_intermittent_series_and_why():
     metrics["intermittent"] = {
         "series": 7,
         "member": "tsb",
-        "mase": {"blend": 1.1, "local": 0.97, "tsb": 0.91},
+        "relative_error": {"blend": 1.0, "local": 0.97, "tsb": 0.91, "seasonal_naive": 1.2},
     }
     text = card.render(metrics, MODEL, DATA, [])
     assert "7 series are intermittent" in text and "forecast by TSB" in text
-    assert "(blend 1.100, local 0.970, tsb 0.910;" in text
-    metrics["intermittent"] = {"series": 0, "member": "blend", "mase": None}
+    assert "series: blend 1.000, local 0.970, tsb 0.910, seasonal_naive 1.200;" in text
+    metrics["intermittent"] = {"series": 0, "member": "blend", "relative_error": None}
     assert "No series is intermittent" in card.render(metrics, MODEL, DATA, [])

@@ -33,16 +33,24 @@ from numpy.typing import NDArray
 from salesmesh.errors import ForecastError
 from salesmesh.forecast import baselines, metrics, quantiles
 from salesmesh.forecast.activity import prepare
-from salesmesh.forecast.model import Params, fit_panel, local_forecast, reforecast
+from salesmesh.forecast.model import (
+    BLEND,
+    LOCAL,
+    MEMBERS,
+    NAIVE,
+    TSB,
+    Params,
+    fit_panel,
+    local_forecast,
+    member_forecast,
+    reforecast,
+)
 from salesmesh.forecast.panel import Panel, future_dates, season_length
 
 Matrix = NDArray[np.float64]
 MODEL = "salesmesh"
 BASELINES = ("seasonal_naive", "ets", "theta")
 PLAN = "known_plan"  # the model given each window's real regressors
-# what may forecast intermittent series: the blend, its local half alone, or TSB
-BLEND, LOCAL, TSB = "blend", "local", "tsb"
-MEMBERS = (BLEND, LOCAL, TSB)
 MEMBER_MARGIN = 0.02  # another member must beat the blend by this much (relative) to serve
 
 
@@ -63,8 +71,10 @@ class Backtest:
     # the model's quantiles at the last origin, (series, horizon, levels), calibrated on the
     # other origins (None with a single origin)
     bands: NDArray[np.float64] | None = None
-    # what forecasts intermittent series (see :func:`_intermittent_member`)
+    # what forecasts intermittent series (see :func:`_intermittent_member`), and which series
+    # were intermittent at the last origin
     member: str = "blend"
+    intermittent: NDArray[np.bool_] | None = None
 
 
 POINTS_COLUMNS = ("series", "window", "step", "model", "naive", "scale")
@@ -200,6 +210,7 @@ def run(
         since=_concat([_from(panel, model, cut, horizon) for cut in later], SINCE_COLUMNS),
         calibration=quantiles.calibrate(windows[MODEL], span),
         member=member,
+        intermittent=_flags(made[-1][0]),
         bands=_last(bands[MODEL], scored),
     )
 
@@ -208,29 +219,43 @@ def _intermittent_member(
     made: Sequence[tuple[_Origin, dict[str, Matrix]]], actuals: Sequence[Matrix]
 ) -> tuple[str, dict[str, Any]]:
     """Which of :data:`MEMBERS` forecasts intermittent series, by measurement on this
-    backtest: each one's MASE over the intermittent series of every origin; another member
-    than the blend must beat it by :data:`MEMBER_MARGIN`. The global booster, trained mostly
-    on regular series, can fit mostly-zero series poorly; on others it is the better half."""
-    sums = dict.fromkeys(MEMBERS, 0.0)
-    count, series = 0, 0
+    backtest. Each member's absolute error on each intermittent series (every origin and step)
+    is divided by the blend's; the geometric mean of these ratios over the series is the
+    member's relative error (the blend's is 1), a figure no single tiny-scale series can
+    dominate. Another member serves only when its relative error is under 1 by
+    :data:`MEMBER_MARGIN`. The global booster, trained mostly on regular series, can fit
+    mostly-zero series poorly; on others it is the better half."""
+    errors = {name: np.zeros(len(made[0][0].scored)) for name in MEMBERS}
+    series = 0
     for (origin, forecasts), actual in zip(made, actuals, strict=True):
         sparse = origin.sparse
         if not sparse.any():
             continue
         rows = np.flatnonzero(origin.scored)[sparse]
-        truth, scale = actual[sparse], origin.scale[sparse, None]
-        known = ~np.isnan(truth)
-        count += int(known.sum())
+        truth = actual[sparse]
         series = int(sparse.sum())
         for name in MEMBERS:
             found = forecasts[MODEL][rows] if name == BLEND else origin.member(name)[rows]
-            sums[name] += float(np.nansum(np.abs(truth - found) / scale))
-    if count == 0:
-        return BLEND, {"series": 0, "member": BLEND, "mase": None}
-    mase = {name: round(total / count, 6) for name, total in sums.items()}
-    best = min(MEMBERS[1:], key=lambda name: mase[name])
-    member = best if mase[best] < (1.0 - MEMBER_MARGIN) * mase[BLEND] else BLEND
-    return member, {"series": series, "member": member, "mase": mase}
+            errors[name][rows] += np.nansum(np.abs(truth - found), axis=1)
+    # series the blend forecast exactly, or that no member missed, tell nothing
+    telling = (errors[BLEND] > 0) & np.all([errors[name] > 0 for name in MEMBERS], axis=0)
+    if not telling.any():
+        return BLEND, {"series": series, "member": BLEND, "relative_error": None}
+    relative = {
+        name: round(
+            float(np.exp(np.mean(np.log(errors[name][telling] / errors[BLEND][telling])))), 4
+        )
+        for name in MEMBERS
+    }
+    best = min((name for name in MEMBERS if name != BLEND), key=lambda name: relative[name])
+    member = best if relative[best] < 1.0 - MEMBER_MARGIN else BLEND
+    return member, {"series": series, "member": member, "relative_error": relative}
+
+
+def _flags(origin: _Origin) -> NDArray[np.bool_]:
+    out = np.zeros(len(origin.scored), dtype=bool)
+    out[np.flatnonzero(origin.scored)[origin.sparse]] = True
+    return out
 
 
 def _levels(
@@ -317,9 +342,12 @@ class _Origin:
         """The forecast of every series by one of :data:`MEMBERS` other than the blend."""
         if name == LOCAL:
             return np.clip(self.local, 0.0, None)
+        if name == NAIVE:
+            return self.naive
         if name == TSB:
             if self._tsb is None:
-                self._tsb = baselines.tsb_forecast(self.known.values, self.local.shape[1])
+                steps = self.local.shape[1]
+                self._tsb = member_forecast(TSB, self.known.values, self.season, steps)
             return self._tsb
         raise ForecastError(f"unknown member {name!r} for intermittent series")
 

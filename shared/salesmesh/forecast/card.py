@@ -200,6 +200,7 @@ _MEMBERS = {
     "blend": "the blend, like every other series",
     "local": "ETS and Theta alone (the booster left out)",
     "tsb": "TSB (chance of a demand x its size, smoothed)",
+    "seasonal_naive": "seasonal naive (the same period one season back)",
 }
 
 
@@ -208,13 +209,13 @@ def _intermittent_text(metrics: dict[str, Any]) -> str:
     choice = metrics.get("intermittent") or {}
     if not choice.get("series"):
         return "No series is intermittent (a demand less often than every 1.32 periods)."
-    mase = choice.get("mase") or {}
-    scores = ", ".join(f"{name} {fmt(mase.get(name))}" for name in _MEMBERS)
+    relative = choice.get("relative_error") or {}
+    scores = ", ".join(f"{name} {fmt(relative.get(name))}" for name in _MEMBERS)
     return (
         f"{choice['series']} series are intermittent (a demand less often than every 1.32 "
         f"periods, recently). They are forecast by {_MEMBERS[choice['member']]}: the member "
-        f"with the lowest backtest MASE on them ({scores}; another than the blend must win by "
-        "2 %)."
+        "with the lowest backtest error on them, relative to the blend's (geometric mean over "
+        f"the series: {scores}; another than the blend must be under 0.98)."
     )
 
 

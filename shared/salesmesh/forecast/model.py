@@ -28,7 +28,10 @@ from salesmesh.forecast.state import CONFIG_FILE, FORMAT_VERSION, MODEL_FILE, ST
 from salesmesh.forecast.training import Params, context, train
 
 Matrix = NDArray[np.float64]
-MEMBERS = ("blend", "local", "tsb")  # what may forecast intermittent series (see fit_panel)
+# what may forecast intermittent series (see fit_panel): the blend, its local half alone,
+# TSB, or seasonal naive
+BLEND, LOCAL, TSB, NAIVE = "blend", "local", "tsb", "seasonal_naive"
+MEMBERS = (BLEND, LOCAL, TSB, NAIVE)
 # the saved format lives in forecast.state; its names stay importable from here
 __all__ = [
     "CONFIG_FILE",
@@ -266,7 +269,8 @@ def fit_panel(
     """:func:`fit` on an already aligned panel (the backtest reuses one panel for many fits);
     ``calibration`` (from :func:`salesmesh.forecast.backtest.run`) gives it quantiles, and
     ``member`` (the backtest's choice) says what forecasts intermittent series: ``blend``,
-    ``local`` (ETS and Theta without the booster) or ``tsb`` (:func:`baselines.tsb_forecast`)."""
+    ``local`` (ETS and Theta without the booster), ``tsb`` (:func:`baselines.tsb_forecast`) or
+    ``seasonal_naive``."""
     if panel.values.shape[1] < 3:
         raise ForecastError(
             f"need at least 3 periods of history to fit, got {panel.values.shape[1]}"
@@ -283,10 +287,10 @@ def fit_panel(
     span = quantiles.span_for(season, horizon)
     sparse = quantiles.intermittent(ready.values, span)
     weights = None
-    if member != "blend" and sparse.any():
+    if member != BLEND and sparse.any():
         weights = np.where(sparse, 0.0, params.gbm_weight)
-        if member == "tsb":
-            local[sparse] = baselines.tsb_forecast(ready.values[sparse], horizon)
+        if member in (TSB, NAIVE):
+            local[sparse] = member_forecast(member, ready.values[sparse], season, horizon)
     state = _snapshot(ready, horizon, season, params.gbm_weight, local, found)
     state = replace(state, weights=weights, member=member)
     if calibration is not None:
@@ -297,6 +301,16 @@ def fit_panel(
             sparse=sparse,
         )
     return Forecaster(booster, state)
+
+
+def member_forecast(member: str, values: Matrix, season: int, horizon: int) -> Matrix:
+    """The forecast of ``values``' series by a member that stands in for the local half
+    (:data:`TSB` or :data:`NAIVE`)."""
+    if member == TSB:
+        return baselines.tsb_forecast(values, horizon)
+    if member == NAIVE:
+        return baselines.seasonal_naive(values, season, horizon)
+    raise ForecastError(f"{member!r} is not a stand-alone member; one of {TSB}, {NAIVE}")
 
 
 def _levels(state: State, taus: Sequence[float]) -> tuple[float, ...]:
