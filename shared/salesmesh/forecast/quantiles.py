@@ -14,9 +14,11 @@ clipped at 0 and non-decreasing in ``tau``. Intermittent series (mostly zeros: a
 interval between demands of at least :data:`INTERMITTENT_ADI` periods, after Syntetos &
 Boylan) have their own pool, without growth; a pool with too few errors borrows the other's.
 
-Measured on six real sales and demand sets (see the README's benchmark): the scaled pinball
-loss is about 0.92 x AutoETS's own intervals, and the 80 % interval holds about 80 % of the
-actuals. It costs no extra model fit: the trainer runs the backtest anyway.
+Measured on six real sales and demand sets over three holdout windows (see the README's
+benchmark): the scaled pinball loss is 0.98 x AutoETS's own intervals with all 1,095 series
+pooled (0.99 as a geometric mean over the sets), and the 80 % interval holds 80 % of the pooled
+actuals, less where a holdout holds a shock the backtest never saw. It costs no extra model
+fit: the trainer runs the backtest anyway.
 """
 
 from __future__ import annotations
