@@ -23,7 +23,6 @@ deploy_model's heaviest work, judging two runs' gate evidence, is measured by be
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -31,7 +30,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from machine import ROOT, report_footer, report_header
+from machine import ROOT, business_arguments, report_footer, report_header
 
 SDKS = {
     "train_trigger": ["google.cloud.aiplatform", "google.cloud.pubsub_v1", "google.cloud.storage"],
@@ -106,12 +105,7 @@ def _run(package: Path, function: str, work: dict[str, object], env: dict[str, s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stores", type=int, default=50)
-    parser.add_argument("--products", type=int, default=60)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--json", type=Path, help="write every figure here")
-    args = parser.parse_args()
+    args = business_arguments(__doc__.splitlines()[0])
     report = report_header("the functions' memory", ["pandas", "google-cloud-aiplatform"], args)
     from salesmesh.local.emulator import StorageEmulator
     from salesmesh.sample import generate

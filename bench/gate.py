@@ -13,7 +13,6 @@ bootstrap. Reports the file's size, the judging time and the judging process's p
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import ROOT, report_footer, report_header
+from machine import ROOT, business_arguments, report_footer, report_header
 
 JUDGE = """
 import json, sys, time
@@ -43,12 +42,7 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak, "mode": decision.evidenc
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stores", type=int, default=50)
-    parser.add_argument("--products", type=int, default=60)
-    parser.add_argument("--days", type=int, default=365)
-    parser.add_argument("--json", type=Path, help="write every figure here")
-    args = parser.parse_args()
+    args = business_arguments(__doc__.splitlines()[0])
     report = report_header("gate evidence at scale", ["pandas", "numpy"], args)
     from salesmesh.sample import write_sample
     from salesmesh.train import run

@@ -2,7 +2,7 @@
 ``bench/real_series.py``.
 
 No clean intermittent sales set ships in the packages the benchmark reads, so these two are cut
-from their real sets by the rules of the issue 12 study (``/work/research12``):
+from their real sets by the rules of the study behind issue 12's quantile method:
 
 * ``tourism_intermittent``: the quarterly tourism series (``tsdata/fpp3/tourism.csv``) with at
   least 20 % (and under 95 %) zero quarters over 1998 Q1-2017 Q4; ``tourism_trips`` leaves
@@ -27,7 +27,6 @@ pinned file is checked: another file version fails loudly instead of changing th
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -38,7 +37,7 @@ from real_series import (
     _finish,
     _month,
     _package_file,
-    _subsample,
+    load_sets,
 )
 
 __all__ = ["INTERMITTENT_SET_NAMES", "load_intermittent_series"]
@@ -158,16 +157,4 @@ def load_intermittent_series(
 
     ``max_series`` and the errors are as in :func:`real_series.load_real_series`.
     """
-    chosen = list(INTERMITTENT_SET_NAMES if names is None else names)
-    unknown = [name for name in chosen if name not in _LOADERS]
-    if unknown:
-        raise KeyError(f"unknown intermittent set(s) {unknown}; known: {INTERMITTENT_SET_NAMES}")
-    if max_series is not None and max_series < 1:
-        raise ValueError("max_series must be at least 1")
-    sets = []
-    for name in chosen:
-        loaded = _LOADERS[name]()
-        if max_series is not None:
-            loaded = replace(loaded, frame=_subsample(loaded.frame, max_series))
-        sets.append(loaded)
-    return sets
+    return load_sets(_LOADERS, "intermittent", names, max_series)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -92,3 +93,13 @@ def report_footer(report: dict[str, Any], rendered: str, json_path: Path | None)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
         print(f"wrote {json_path}", file=sys.stderr)
+
+
+def business_arguments(description: str) -> argparse.Namespace:
+    """The command line of a benchmark run on one generated business: its size and --json."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--stores", type=int, default=50)
+    parser.add_argument("--products", type=int, default=60)
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--json", type=Path, help="write every figure here")
+    return parser.parse_args()

