@@ -38,6 +38,7 @@ from real_series import (
     _month,
     _package_file,
     load_sets,
+    tourism_frame,
 )
 
 __all__ = ["INTERMITTENT_SET_NAMES", "load_intermittent_series"]
@@ -61,16 +62,7 @@ def _checked(name: str, frame: pd.DataFrame, expected: int, source: str) -> pd.D
 
 def _tourism_intermittent() -> RealSeriesSet:
     source = "tsdata/fpp3/tourism.csv"
-    raw = pd.read_csv(_package_file(_TSDATA, "fpp3", "tourism.csv"))
-    year = raw["Quarter"].str.slice(0, 4).astype(int)
-    quarter = raw["Quarter"].str.slice(-1).astype(int)
-    frame = pd.DataFrame(
-        {
-            "series_id": raw["State"] + " / " + raw["Region"] + " / " + raw["Purpose"],
-            "date": pd.to_datetime({"year": year, "month": 3 * quarter - 2, "day": 1}),
-            "sales": raw["Trips"],
-        }
-    )
+    frame = tourism_frame()
     zeros = frame.groupby("series_id")["sales"].transform(lambda s: float((s == 0).mean()))
     low, high = ZERO_SHARE
     chosen = _finish(frame[(zeros >= low) & (zeros < high)], 4, 8)

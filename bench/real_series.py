@@ -146,7 +146,8 @@ def _pbs_scripts() -> RealSeriesSet:
     )
 
 
-def _tourism_trips() -> RealSeriesSet:
+def tourism_frame() -> pd.DataFrame:
+    """Every tourism series (region x purpose) as read, quarters as dates, zeros included."""
     raw = pd.read_csv(_package_file(_TSDATA, "fpp3", "tourism.csv"))
     year = raw["Quarter"].str.slice(0, 4).astype(int)
     quarter = raw["Quarter"].str.slice(-1).astype(int)
@@ -157,6 +158,11 @@ def _tourism_trips() -> RealSeriesSet:
             "sales": raw["Trips"],
         }
     )
+    return frame
+
+
+def _tourism_trips() -> RealSeriesSet:
+    frame = tourism_frame()
     positive = frame.groupby("series_id")["sales"].transform("min") > 0
     return RealSeriesSet(
         name="tourism_trips",
