@@ -291,3 +291,23 @@ def test_a_member_other_than_the_blend_changes_only_intermittent_series(
         assert describe(model, fast)["intermittent"] == {"member": "tsb", "series": 30}
     with pytest.raises(ForecastError, match="member must be one of"):
         fit_panel(panel, 7, fast, member="croston")
+
+
+def test_the_gates_forecasts_from_earlier_data_ends_use_the_chosen_member(fast, monkeypatch):
+    """The forecasts the gate scores against the champion's (``since``) are what the model
+    serves: intermittent series by the member the backtest chose, here seasonal naive."""
+    from salesmesh.forecast import backtest, baselines
+    from salesmesh.forecast.activity import prepare
+    from salesmesh.forecast.panel import to_panel
+
+    monkeypatch.setattr(
+        backtest, "_intermittent_member", lambda made, actuals: ("seasonal_naive", {})
+    )
+    panel = to_panel(fitted_sparse_history())
+    end = panel.dates[-10]  # an earlier run's data ended 9 days before this one's
+    result = backtest.run(panel, horizon=14, params=fast, since=[end])
+    cut = len(panel.dates) - 9
+    known, _ = prepare(panel.truncate(cut))
+    expected = baselines.seasonal_naive(known.values, 7, 14)[:, :9]
+    served = result.since["forecast"].to_numpy().reshape(30, 9)
+    np.testing.assert_allclose(served, expected, rtol=1e-12)

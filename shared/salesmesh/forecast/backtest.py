@@ -128,11 +128,9 @@ def run(
         made.append((origin, forecasts))
     member, choice = _intermittent_member(made, actuals)
     for (origin, forecasts), actual_part in zip(made, actuals, strict=True):
-        if member != BLEND:  # score what will be served: the chosen member for those series
-            rows = np.flatnonzero(origin.scored)[origin.sparse]
-            for name in (MODEL, PLAN):
-                if name in forecasts:
-                    forecasts[name][rows] = origin.member(member)[rows]
+        for name in (MODEL, PLAN):  # score what will be served
+            if name in forecasts:
+                forecasts[name] = origin.served(member, forecasts[name])
         scored = origin.scored
         for name, forecast in forecasts.items():
             pooled[name].append(forecast[scored])
@@ -207,7 +205,7 @@ def run(
         dates=panel.dates[last : last + horizon],
         series=panel.series,
         points=_concat(points, POINTS_COLUMNS),
-        since=_concat([_from(panel, model, cut, horizon) for cut in later], SINCE_COLUMNS),
+        since=_concat([_from(panel, model, cut, horizon, member) for cut in later], SINCE_COLUMNS),
         calibration=quantiles.calibrate(windows[MODEL], span),
         member=member,
         intermittent=_flags(made[-1][0]),
@@ -298,8 +296,9 @@ def _since_cuts(panel: Panel, ends: Sequence[pd.Timestamp], first: int) -> list[
     return sorted(cut for cut in cuts if first <= cut < length)
 
 
-def _from(panel: Panel, model: Any, cut: int, horizon: int) -> pd.DataFrame:
-    """The model's forecast (as served) from ``cut``, beside the actuals that arrived since."""
+def _from(panel: Panel, model: Any, cut: int, horizon: int, member: str) -> pd.DataFrame:
+    """The model's forecast (as served, intermittent series by ``member``) from ``cut``,
+    beside the actuals that arrived since."""
     origin = _Origin(panel, model, cut, horizon)
     steps = min(horizon, len(panel.dates) - cut)
     scored = origin.scored
@@ -307,7 +306,7 @@ def _from(panel: Panel, model: Any, cut: int, horizon: int) -> pd.DataFrame:
         panel.series[scored],
         origin.dates[0],
         {
-            "forecast": origin.model(None)[scored, :steps],
+            "forecast": origin.served(member, origin.model(None))[scored, :steps],
             "actual": panel.values[scored, cut : cut + steps],
         },
         origin.scale,
@@ -337,6 +336,16 @@ class _Origin:
         self.sparse = quantiles.intermittent(known, span)
         self._model = model
         self._tsb: Matrix | None = None
+
+    def served(self, member: str, forecast: Matrix) -> Matrix:
+        """``forecast`` with the intermittent series' rows from ``member`` (unchanged for the
+        blend): what the model fitted with that choice serves."""
+        if member == BLEND or not self.sparse.any():
+            return forecast
+        rows = np.flatnonzero(self.scored)[self.sparse]
+        out = forecast.copy()
+        out[rows] = self.member(member)[rows]
+        return out
 
     def member(self, name: str) -> Matrix:
         """The forecast of every series by one of :data:`MEMBERS` other than the blend."""
